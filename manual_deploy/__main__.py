@@ -1,0 +1,3 @@
+from manual_deploy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The command line: global options, command registration and the one place errors become exit codes.
+
+Commands live in `manual_deploy.commands`; heavy libraries (git, kubernetes, pyhelm3, requests)
+are imported only inside them, so `manual-deploy --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import Optional
+
+import typer
+
+from manual_deploy import __version__, errors
+from manual_deploy.commands import apply as apply_cmd
+from manual_deploy.commands import tag as tag_cmd
+from manual_deploy.commands import wait_image as wait_image_cmd
+from manual_deploy.redact import redact
+from manual_deploy.session import Session
+
+EXIT_CODES_HELP = (
+    "Global options (--config, --output, -v) may also follow the command. Exit codes: "
+    + "; ".join(f"{code} {text.split(' (')[0]}" for code, text in errors.EXIT_CODES.items())
+    + "."
+)
+
+
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+app = typer.Typer(
+    name="manual-deploy",
+    help="Ship an HCA ingest app to its EKS cluster when GitLab is down: tag → wait-image → apply.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"manual-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(
+        None, "--config", envvar="MANUAL_DEPLOY_CONFIG", metavar="PATH",
+        help="Config file (YAML). Default: the bundled configs/ingest.yaml.",
+    ),
+    output: OutputFormat = typer.Option(OutputFormat.text, "--output", "-o", help="Result format on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr; tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+) -> None:
+    session: Session = ctx.ensure_object(Session)
+    session.config_path = config
+    session.out.format = output.value
+    session.out.verbose = verbose
+
+
+app.command("tag", help=tag_cmd.HELP, epilog=EXIT_CODES_HELP)(tag_cmd.command)
+app.command("wait-image", help=wait_image_cmd.HELP)(wait_image_cmd.command)
+app.command("apply", help=apply_cmd.HELP)(apply_cmd.command)
+
+
+_GLOBAL_FLAGS = {"-v", "--verbose"}
+_GLOBAL_VALUED = {"--config", "--output", "-o"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let global options follow the command too (`manual-deploy tag -o json`), as users type them."""
+    if not argv or argv[0].startswith("-"):
+        front, rest = [], list(argv)
+        while rest and rest[0].startswith("-"):
+            option = rest.pop(0)
+            front.append(option)
+            if option in _GLOBAL_VALUED and rest:
+                front.append(rest.pop(0))
+        if not rest:
+            return front
+        argv = rest
+    else:
+        front = []
+    command, *tail = argv
+    moved, kept = [], []
+    iterator = iter(tail)
+    for arg in iterator:
+        if arg == "--":
+            kept.append(arg)
+            kept.extend(iterator)
+            break
+        name = arg.split("=", 1)[0]
+        if arg in _GLOBAL_FLAGS:
+            moved.append(arg)
+        elif name in _GLOBAL_VALUED and name.startswith("--") and "=" in arg:
+            moved.append(arg)
+        elif arg in _GLOBAL_VALUED:
+            moved.append(arg)
+            moved.append(next(iterator, ""))
+        else:
+            kept.append(arg)
+    return [*front, *moved, command, *kept]
+
+
+def _report(session: Session, exc: errors.ManualDeployError) -> int:
+    exc.message, exc.hint = redact(exc.message), redact(exc.hint) if exc.hint else None
+    session.out.error(exc.message, exc.hint)
+    if session.out.json:
+        session.out.result(
+            {"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **exc.details}, ""
+        )
+    return exc.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every outcome to a documented exit code."""
+    session = Session()
+    argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    try:
+        rv = app(args=argv, prog_name="manual-deploy", standalone_mode=False, obj=session)
+        return rv if isinstance(rv, int) else errors.OK
+    except errors.ManualDeployError as exc:
+        if session.out.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return _report(session, exc)
+    except typer.TyperException as exc:  # typer's own usage errors (bad option, missing value)
+        exc.show() if hasattr(exc, "show") else session.out.error(exc.format_message())
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        session.out.error("interrupted; nothing further was done")
+        return errors.INTERRUPTED
+    except Exception as exc:  # a bug, not an expected failure: still no raw traceback unless asked
+        if session.out.verbose:
+            import traceback
+
+            traceback.print_exc()
+        session.out.error(redact(f"internal error: {type(exc).__name__}: {exc}"), "re-run with -v for the traceback and report it")
+        return errors.FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

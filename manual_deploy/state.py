@@ -1,0 +1,44 @@
+"""The chain's memory inside one app checkout: what `tag` made, what `wait-image` found.
+
+It lives in the checkout's git directory (never committed, survives `git clean`), so the three
+commands chain with no arguments while explicit flags always win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+STATE_DIR = "manual-deploy"
+STATE_FILE = "state.json"
+
+
+def state_path(git_dir: Path) -> Path:
+    return Path(git_dir) / STATE_DIR / STATE_FILE
+
+
+def load(git_dir: Path) -> dict[str, Any]:
+    """The recorded state, or {} when nothing was recorded (or the file is unreadable)."""
+    try:
+        data = json.loads(state_path(git_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record(git_dir: Path, step: str, data: dict[str, Any]) -> Path:
+    """Store `data` under `step`, atomically; a new `tag` step starts a new chain."""
+    path = state_path(git_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = {} if step == "tag" else load(git_dir)
+    current[step] = {**data, "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(current, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
