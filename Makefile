@@ -5,9 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo venv clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-test: venv ## install everything, then run the test suite
+.PHONY: test demo venv system-deps clean
+
+test: system-deps venv ## install everything, then run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv ## run the whole chain on a local sandbox (arrives with the sandbox issue)
@@ -17,9 +19,13 @@ demo: venv ## run the whole chain on a local sandbox (arrives with the sandbox i
 
 venv: $(STAMP)
 
+# The real OCI registry the tests publish images into (Debian's distribution 2.8).
+system-deps:
+	@command -v git >/dev/null && command -v docker-registry >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq git docker-registry >/dev/null )
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
-	@command -v git >/dev/null || (apt-get update -qq && apt-get install -y -qq git)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v 'is ignored' ; test $${PIPESTATUS[0]} -eq 0
 	touch $@

@@ -58,3 +58,45 @@ class Output:
         else:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
+
+
+class Ticker:
+    """Keeps a long wait visible: a live status line on a terminal, a plain line every `interval` s otherwise.
+
+    Use as a context manager; `note()` prints a permanent line (a phase change), `update()` refreshes.
+    """
+
+    def __init__(self, out: Output, interval: float, clock):
+        self.out = out
+        self.interval = interval
+        self.clock = clock
+        self._last_line = None
+        self._status = None
+
+    def __enter__(self) -> "Ticker":
+        console = self.out._console()
+        if console.is_terminal:
+            self._status = console.status("waiting…")
+            self._status.start()
+        self._last_line = self.clock()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def due(self) -> float:
+        """When the next plain line is owed (monotonic time)."""
+        return self._last_line + self.interval
+
+    def note(self, message: str) -> None:
+        self.out.info(message)
+        self._last_line = self.clock()
+
+    def update(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(message)
+        elif self.clock() >= self.due():
+            self.out.info(message)
+            self._last_line = self.clock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,22 +195,15 @@ def identity(repo: git.Repo) -> str:
 def create_annotated_tag(repo: git.Repo, name: str, sha: str, message: str) -> RemoteTag:
     validate.image_tag(name)
     try:
-        with repo.git.custom_environment(**_identity_env(repo)):
-            repo.git.tag("--annotate", "--file=-", "--end-of-options", name, sha, istream=_stdin(message))
+        with tempfile.TemporaryFile() as stdin, repo.git.custom_environment(**_identity_env(repo)):
+            stdin.write(message.encode())
+            stdin.seek(0)
+            repo.git.tag("--annotate", "--file=-", "--end-of-options", name, sha, istream=stdin)
     except git.GitCommandError as exc:
         raise _git_error(exc, f"cannot create tag {name}") from None
     created = local_tag(repo, name)
     assert created is not None
     return created
-
-
-def _stdin(text: str):
-    import tempfile
-
-    handle = tempfile.TemporaryFile()
-    handle.write(text.encode())
-    handle.seek(0)
-    return handle
 
 
 def delete_local_tag(repo: git.Repo, name: str) -> None:

@@ -17,6 +17,17 @@ STATE_DIR = "manual-deploy"
 STATE_FILE = "state.json"
 
 
+def find_git_dir(path: str | os.PathLike[str]) -> Path | None:
+    """The git directory of the checkout at `path`, or None outside a checkout (then nothing chains)."""
+    from manual_deploy import gitops
+    from manual_deploy.errors import UsageError
+
+    try:
+        return gitops.git_dir(gitops.open_repo(path))
+    except UsageError:
+        return None
+
+
 def state_path(git_dir: Path) -> Path:
     return Path(git_dir) / STATE_DIR / STATE_FILE
 

@@ -8,7 +8,6 @@ import stat
 import time
 from datetime import datetime, timezone
 
-import pytest
 
 from helpers import tags
 from manual_deploy import state

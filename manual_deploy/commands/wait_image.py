@@ -1,13 +1,41 @@
-"""`manual-deploy wait-image`: not implemented yet (its issue has not landed)."""
+"""`manual-deploy wait-image`: wait for quay.io to build the tag; print the image pinned by digest."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from manual_deploy.errors import NotImplementedYet
+HELP = (
+    "Wait for quay.io to build the tag and print the image as <host>/<namespace>/<app>:<tag>@<digest>.\n\n"
+    "App and tag default to what `manual-deploy tag` recorded in this checkout. Shows the build phase as "
+    "it changes and a progress line at least every 10 s; stops at once if the build fails (exit 1), when no "
+    "build appears within --no-build-timeout or nothing lands within --timeout (exit 4). Set QUAY_TOKEN to "
+    "see builds of a private repository, QUAY_USERNAME/QUAY_PASSWORD to read its registry."
+)
 
-HELP = "(not implemented yet) Wait for quay.io to build the tag; print the image and its digest."
 
+def command(
+    ctx: typer.Context,
+    app: Optional[str] = typer.Option(None, "--app", metavar="APP", help="App (default: recorded by `tag`)."),
+    tag: Optional[str] = typer.Option(None, "--tag", metavar="TAG", help="Image tag (default: recorded by `tag`)."),
+    repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="App checkout holding the recorded state."),
+    timeout: str = typer.Option("45m", "--timeout", metavar="DURATION", help="Give up after this long (exit 4)."),
+    no_build_timeout: str = typer.Option(
+        "10m", "--no-build-timeout", metavar="DURATION", help="Give up if no build for the tag appears by then (exit 4)."
+    ),
+) -> None:
+    from manual_deploy.durations import parse_duration
+    from manual_deploy.imagewait import WaitRequest, wait_for_image
 
-def command(ctx: typer.Context) -> None:
-    raise NotImplementedYet("wait-image is not implemented yet", hint="watch the build on quay.io by hand for now")
+    session = ctx.obj
+    request = WaitRequest(
+        repo=str(repo),
+        app=app,
+        tag=tag,
+        timeout=parse_duration(timeout, option="--timeout"),
+        no_build_timeout=parse_duration(no_build_timeout, option="--no-build-timeout"),
+    )
+    result = wait_for_image(session.config(), request, session.out)
+    session.out.result(result.as_dict(), result.reference)
