@@ -137,6 +137,8 @@ def test_overall_timeout_names_the_phase(cli, config, quay, request):
     result = wait(cli, config, "--tag", tag, "--timeout", "3s")
     assert result.code == 4, result.stderr
     assert "gave up after 3s" in result.stderr and "building" in result.stderr
+    # Polite to quay: the build list is read every 2 s, so 3 s of waiting costs at most 2-3 API calls.
+    assert 1 <= len([r for r in quay.requests if r["path"].endswith("/build/")]) <= 3
 
 
 def test_registry_500s_and_429_then_ok(cli, tmp_path, registry, quay, request):
