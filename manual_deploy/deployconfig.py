@@ -1,0 +1,181 @@
+"""The deploy-config repository (ebi-ait/ingest-kube-deployment): fetch it, read it, never run it.
+
+GitLab's deploy job clones one branch and *sources* bash files; those files call
+`aws sts get-caller-identity` when sourced. We only parse their `NAME=value` lines, and keep a
+shallow clone in the user cache so the next deploy needs only a small fetch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import shlex
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from manual_deploy import paths, validate
+from manual_deploy.errors import OperationFailed, Refused, UsageError
+from manual_deploy.redact import redact
+
+_ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+FETCH_TIMEOUT_S = 300
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """`NAME=value` assignments of a bash config file, without executing anything.
+
+    Skipped: comments, `set -a/+a`, `source`/`.` lines, command substitutions (`$(…)`, backticks)
+    and values referring to variables not defined earlier in the same file.
+    """
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _ASSIGNMENT.match(line)
+        if not match or "$(" in line or "`" in line:
+            continue
+        name, value = match.groups()
+        try:
+            words = shlex.split(value, comments=True)
+        except ValueError:
+            continue
+        if len(words) > 1:
+            continue  # `A=b c` runs command c with A set: not an assignment we can honour
+        resolved = _resolve(words[0] if words else "", values)
+        if resolved is not None:
+            values[name] = resolved
+    return values
+
+
+def _resolve(value: str, known: dict[str, str]) -> str | None:
+    """Expand `$NAME`/`${NAME}` from earlier lines; None for anything else bash would expand."""
+    if "$" in _REFERENCE.sub("", value):
+        return None  # ${X#*_}, $1, $$ …: shell expansions we do not emulate
+    unresolved = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal unresolved
+        name = match.group(1) or match.group(2)
+        if name not in known:
+            unresolved = True
+            return ""
+        return known[name]
+
+    result = _REFERENCE.sub(substitute, value)
+    return None if unresolved else result
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """One checked-out revision of the deploy-config repo."""
+
+    path: Path
+    ref: str
+    sha: str
+
+    def _read(self, relpath: str) -> str:
+        file = self.path / relpath
+        try:
+            return file.read_text()
+        except FileNotFoundError:
+            raise Refused(
+                f"the deploy config at {self.sha[:8]} ({self.ref}) has no {relpath}",
+                hint="check --config-ref / the env's config_branch",
+            ) from None
+
+    def replicas(self, env: str) -> dict[str, str]:
+        return parse_env_file(self._read(f"config/replicas/environment_{env}"))
+
+    def environment(self, env: str) -> dict[str, str]:
+        return parse_env_file(self._read(f"config/environment_{env}"))
+
+    def values_file(self, env: str) -> Path:
+        path = self.path / "apps" / f"{env}.yaml"
+        if not path.is_file():
+            raise Refused(f"the deploy config at {self.sha[:8]} has no apps/{env}.yaml")
+        return path
+
+    def chart_dir(self, chart: str) -> Path:
+        path = (self.path / chart).resolve()
+        if self.path.resolve() not in path.parents or not (path / "Chart.yaml").is_file():
+            raise Refused(f"the deploy config at {self.sha[:8]} has no chart {chart}/Chart.yaml")
+        return path
+
+
+def replica_count(config: DeployConfig, env: str, variable: str, override: int | None) -> int:
+    """The replica count GitLab would pass; --replicas wins, a missing variable is refused."""
+    if override is not None:
+        if override < 0:
+            raise UsageError(f"--replicas must be 0 or more, got {override}")
+        return override
+    values = config.replicas(env)
+    raw = values.get(variable)
+    if raw is None:
+        raise Refused(
+            f"{variable} is not set in config/replicas/environment_{env} at {config.sha[:8]}",
+            hint="add it to ingest-kube-deployment, or pass --replicas N",
+        )
+    if not raw.isdigit():
+        raise Refused(f"{variable}={raw!r} in config/replicas/environment_{env} is not a whole number")
+    return int(raw)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Serialise concurrent manual-deploy runs on one cache directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_path(url: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return paths.cache_dir() / "deploy-config" / digest
+
+
+def checkout(url: str, ref: str, *, cache: Path | None = None) -> DeployConfig:
+    """A clean checkout of `ref` (branch, tag or commit SHA) of the repo at `url`, fetched shallowly."""
+    import git
+
+    validate.git_rev(ref)
+    where = cache or cache_path(url)
+    with _locked(where.parent / f"{where.name}.d"):
+        repo = git.Repo.init(where) if not (where / ".git").is_dir() else git.Repo(where)
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        try:
+            with repo.git.custom_environment(**env):
+                _fetch(repo, url, ref)
+                repo.git.checkout("--force", "--detach", "FETCH_HEAD")
+                repo.git.clean("-ffdxq")
+        except git.GitCommandError as exc:
+            reason = redact(str(exc.stderr or "")).strip().splitlines()
+            raise OperationFailed(
+                f"cannot fetch {ref} of {redact(url)}: {reason[-1] if reason else exc.status}",
+                hint="check the network/VPN, the repo URL in the config, and --config-ref",
+            ) from None
+        sha = repo.head.commit.hexsha
+    return DeployConfig(path=where, ref=ref, sha=sha)
+
+
+def _fetch(repo, url: str, ref: str) -> None:
+    """Depth-1 fetch of a branch or tag; a bare SHA needs the history when the server forbids SHA wants."""
+    import git
+
+    try:
+        repo.git.fetch("--quiet", "--depth", "1", "--no-tags", url, ref, kill_after_timeout=FETCH_TIMEOUT_S)
+    except git.GitCommandError:
+        if not _SHA.match(ref):
+            raise
+        deepen = ["--unshallow"] if repo.git.rev_parse("--is-shallow-repository") == "true" else []
+        repo.git.fetch(
+            "--quiet", "--no-tags", *deepen, url, "+refs/heads/*:refs/remotes/config/*", kill_after_timeout=FETCH_TIMEOUT_S
+        )
+        repo.git.update_ref("FETCH_HEAD", repo.git.rev_parse("--verify", f"{ref}^{{commit}}"))
