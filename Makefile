@@ -25,8 +25,8 @@ tools: venv
 
 # The real OCI registry the tests publish images into (Debian's distribution 2.8).
 system-deps:
-	@command -v git >/dev/null && command -v docker-registry >/dev/null || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq git docker-registry >/dev/null )
+	@command -v git >/dev/null && command -v docker-registry >/dev/null && command -v openssl >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq git docker-registry openssl >/dev/null )
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'

@@ -1,0 +1,302 @@
+"""A pretend kubelet + scheduler: pod status, Events and logs, with injectable per-image failures.
+
+Healthy pods turn Running and Ready `pod_start_delay` seconds after creation. Pods whose container
+image matches an injected failure show exactly what the product's diagnostics must recognise in EKS:
+ImagePullBackOff, CrashLoopBackOff with a rising restartCount and a readable log, or a pod the
+scheduler cannot place (which leads to the Deployment's ProgressDeadlineExceeded).
+
+Status is derived from fixed facts (creation time, the failure chosen at creation), so recomputing
+it yields the same document and the ticker writes only when something really changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from manual_deploy.sandbox.kube import errors
+from manual_deploy.sandbox.kube.cluster import Cluster
+from manual_deploy.sandbox.kube.events import NODE_NAME, EventRecorder
+from manual_deploy.sandbox.kube.resources import by_path
+
+PODS = by_path("v1/pods")
+IMAGE_PULL_BACKOFF = "ImagePullBackOff"
+CRASH_LOOP_BACKOFF = "CrashLoopBackOff"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+FAILURE_MODES = (IMAGE_PULL_BACKOFF, CRASH_LOOP_BACKOFF, PROGRESS_DEADLINE_EXCEEDED)
+RESTART_PERIOD = 1.0  # seconds between CrashLoopBackOff restarts (real back-off grows; tests cannot wait)
+NODE_IP = "172.18.0.2"
+UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+                 "1 No preemption victims found for incoming pod.")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An injected failure: containers whose image matches `image` (fnmatch glob) fail as `mode`."""
+
+    image: str
+    mode: str
+    log: str = "Error: something went wrong\n"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"image": self.image, "mode": self.mode, "log": self.log}
+
+
+class Failures:
+    """The injected failures; replaced wholesale on change so another thread can add while pods read."""
+
+    def __init__(self) -> None:
+        self._items: tuple[Failure, ...] = ()
+
+    def add(self, image: str, mode: str, log: str = Failure.log) -> Failure:
+        if mode not in FAILURE_MODES:
+            raise ValueError(f"unknown failure mode {mode!r}; expected one of {', '.join(FAILURE_MODES)}")
+        failure = Failure(image, mode, log)
+        self._items = (*self._items, failure)
+        return failure
+
+    def clear(self) -> None:
+        self._items = ()
+
+    def match(self, image: str) -> Failure | None:
+        """The most recently added failure whose glob matches the image."""
+        return next((f for f in reversed(self._items) if fnmatch.fnmatchcase(image, f.image)), None)
+
+    def as_list(self) -> list[dict[str, str]]:
+        return [f.as_dict() for f in self._items]
+
+
+@dataclass
+class PodRuntime:
+    """What the kubelet decided about a pod when it first saw it."""
+
+    created: float  # monotonic
+    created_wall: dt.datetime
+    failures: dict[str, Failure | None]  # container name -> failure (None: healthy)
+    restarts_reported: int = 0
+    announced: set[str] = field(default_factory=set)
+
+    @property
+    def unschedulable(self) -> bool:
+        return any(f is not None and f.mode == PROGRESS_DEADLINE_EXCEEDED for f in self.failures.values())
+
+    def stamp(self, offset: float = 0.0) -> str:
+        return (self.created_wall + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kubelet:
+    """Advances pod status over time and writes the Events a real node would."""
+
+    def __init__(self, cluster: Cluster, events: EventRecorder, failures: Failures, *, start_delay: float,
+                 clock=time.monotonic) -> None:
+        self.cluster, self.events, self.failures = cluster, events, failures
+        self.start_delay = start_delay
+        self.clock = clock
+        self._pods: dict[str, PodRuntime] = {}
+
+    def admit(self, template_spec: dict[str, Any]) -> bool:
+        """Whether a pod with this spec can be scheduled (the controller leaves nodeName unset if not)."""
+        return not any((f := self.failures.match(c.get("image", ""))) and f.mode == PROGRESS_DEADLINE_EXCEEDED
+                       for c in template_spec.get("containers") or [])
+
+    def runtime(self, pod: dict[str, Any]) -> PodRuntime:
+        """The runtime record of a pod, created (and the failures chosen) the first time it is seen."""
+        uid = pod["metadata"]["uid"]
+        if uid not in self._pods:
+            containers = (pod.get("spec") or {}).get("containers") or []
+            self._pods[uid] = PodRuntime(self.clock(), dt.datetime.now(dt.timezone.utc),
+                                         {c["name"]: self.failures.match(c.get("image", "")) for c in containers})
+        return self._pods[uid]
+
+    def sync(self, pods: list[dict[str, Any]]) -> None:
+        """Bring every pod's status up to date; forget pods that are gone."""
+        for pod in pods:
+            if not pod["metadata"].get("deletionTimestamp"):
+                self._sync_pod(pod)
+        live = {p["metadata"]["uid"] for p in pods}
+        self._pods = {uid: rt for uid, rt in self._pods.items() if uid in live}
+
+    def failing_mode(self, pod: dict[str, Any]) -> str | None:
+        """The failure mode a pod shows, if any (used for the Deployment's progress deadline)."""
+        rt = self._pods.get(pod["metadata"]["uid"])
+        modes = [f.mode for f in (rt.failures.values() if rt else ()) if f is not None]
+        return modes[0] if modes else None
+
+    def pod_log(self, namespace: str, name: str, container: str | None, tail_lines: int | None,
+                previous: bool) -> str:
+        """What `kubectl logs` shows: the injected text for a crash-looping container."""
+        pod = self.cluster.get(PODS, namespace, name)
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        if not container:
+            if len(names) != 1:
+                raise errors.bad_request(f"a container name must be specified for pod {name}, "
+                                         f"choose one of: [{' '.join(names)}]")
+            container = names[0]
+        if container not in names:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        rt = self.runtime(pod)
+        failure = rt.failures.get(container)
+        if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
+            text = failure.log
+        elif failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
+                                     "trying and failing to pull image")
+        elif rt.unschedulable or self.clock() - rt.created < self.start_delay:
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
+                                     "ContainerCreating")
+        elif previous:
+            raise errors.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+        else:
+            text = ""
+        if tail_lines is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail_lines:]) if tail_lines > 0 else ""
+        return text
+
+    # ------------------------------------------------------------------------------------------ status
+
+    def _sync_pod(self, pod: dict[str, Any]) -> None:
+        rt = self.runtime(pod)
+        elapsed = self.clock() - rt.created
+        status = self._status(pod, rt, elapsed)
+        if status != pod.get("status"):
+            meta = pod["metadata"]
+            self.cluster.replace(PODS, meta["namespace"], meta["name"], {**pod, "status": status},
+                                 subresource="status")
+        self._announce(pod, rt, elapsed)
+
+    def _status(self, pod: dict[str, Any], rt: PodRuntime, elapsed: float) -> dict[str, Any]:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if rt.unschedulable:
+            return {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+                _condition("PodScheduled", False, rt.stamp(), "Unschedulable", UNSCHEDULABLE)]}
+        started = elapsed >= self.start_delay
+        statuses = [self._container_status(c, rt.failures.get(c["name"]), started, elapsed, rt, meta)
+                    for c in spec.get("containers") or []]
+        waiting = [s for s in statuses
+                   if "waiting" in s["state"] and s["state"]["waiting"]["reason"] != CRASH_LOOP_BACKOFF]
+        unready = [s["name"] for s in statuses if not s["ready"]]
+        ready_at = rt.stamp(self.start_delay)
+        ready = not unready
+        status = {
+            "phase": "Running" if started and not waiting else "Pending",
+            "conditions": [
+                _condition("PodReadyToStartContainers", started, ready_at if started else rt.stamp()),
+                _condition("Initialized", True, rt.stamp()),
+                _condition("Ready", ready, ready_at if ready else rt.stamp(), *_unready(unready)),
+                _condition("ContainersReady", ready, ready_at if ready else rt.stamp(), *_unready(unready)),
+                _condition("PodScheduled", True, rt.stamp()),
+            ],
+            "hostIP": NODE_IP, "hostIPs": [{"ip": NODE_IP}],
+            "podIP": _pod_ip(meta["uid"]), "podIPs": [{"ip": _pod_ip(meta["uid"])}],
+            "startTime": rt.stamp(), "qosClass": "BestEffort", "containerStatuses": statuses,
+        }
+        if spec.get("initContainers"):
+            status["initContainerStatuses"] = [_completed_init(c, rt) for c in spec["initContainers"]]
+        return status
+
+    def _container_status(self, container: dict[str, Any], failure: Failure | None, started: bool, elapsed: float,
+                          rt: PodRuntime, meta: dict[str, Any]) -> dict[str, Any]:
+        image = container.get("image", "")
+        base = {"name": container["name"], "image": image, "imageID": "", "ready": False, "started": False,
+                "restartCount": 0, "lastState": {}}
+        if not started:
+            return {**base, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        if failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
+            return {**base, "state": {"waiting": {"reason": IMAGE_PULL_BACKOFF,
+                                                  "message": f'Back-off pulling image "{image}"'}}}
+        running = {**base, "imageID": _image_id(image), "containerID": _container_id(meta["uid"], container["name"])}
+        if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
+            restarts = 1 + int((elapsed - self.start_delay) / RESTART_PERIOD)
+            last_start = self.start_delay + (restarts - 1) * RESTART_PERIOD
+            return {**running, "restartCount": restarts,
+                    "state": {"waiting": {"reason": CRASH_LOOP_BACKOFF, "message": (
+                        f"back-off 10s restarting failed container={container['name']} "
+                        f"pod={meta['name']}_{meta['namespace']}({meta['uid']})")}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": rt.stamp(last_start),
+                                                 "finishedAt": rt.stamp(last_start + 0.5),
+                                                 "containerID": running["containerID"]}}}
+        return {**running, "ready": True, "started": True,
+                "state": {"running": {"startedAt": rt.stamp(self.start_delay)}}}
+
+    # ------------------------------------------------------------------------------------------ events
+
+    def _announce(self, pod: dict[str, Any], rt: PodRuntime, elapsed: float) -> None:
+        """The Events of the pod's story so far, each once (BackOff counted per restart)."""
+        meta = pod["metadata"]
+        if rt.unschedulable:
+            self._once(rt, "FailedScheduling", pod, UNSCHEDULABLE, warning=True, component="default-scheduler")
+            return
+        self._once(rt, "Scheduled", pod, f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
+                   component="default-scheduler")
+        if elapsed < self.start_delay:
+            return
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            name, image = container["name"], container.get("image", "")
+            failure = rt.failures.get(name)
+            if failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
+                self._once(rt, f"Pulling/{name}", pod, f'Pulling image "{image}"')
+                self._once(rt, f"Failed/{name}", pod, f'Failed to pull image "{image}": rpc error: code = NotFound '
+                           f'desc = failed to pull and unpack image "{image}": failed to resolve reference '
+                           f'"{image}": {image}: not found', warning=True)
+                self._once(rt, f"ErrImagePull/{name}", pod, "Error: ErrImagePull", warning=True, reason="Failed")
+                self._once(rt, f"BackOff/{name}", pod, f'Back-off pulling image "{image}"')
+                self._once(rt, f"ImagePullBackOff/{name}", pod, "Error: ImagePullBackOff", warning=True,
+                           reason="Failed")
+                continue
+            self._once(rt, f"Pulled/{name}", pod, f'Container image "{image}" already present on machine')
+            self._once(rt, f"Created/{name}", pod, f"Created container: {name}")
+            self._once(rt, f"Started/{name}", pod, f"Started container {name}")
+            if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
+                restarts = 1 + int((elapsed - self.start_delay) / RESTART_PERIOD)
+                if restarts > rt.restarts_reported:
+                    rt.restarts_reported = restarts
+                    self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                                       f"{meta['name']}_{meta['namespace']}({meta['uid']})", warning=True, repeat=True)
+
+    def _once(self, rt: PodRuntime, key: str, pod: dict[str, Any], message: str, *, warning: bool = False,
+              component: str = "kubelet", reason: str | None = None) -> None:
+        if key not in rt.announced:
+            rt.announced.add(key)
+            self.events.record(pod, reason or key.split("/")[0], message, warning=warning, component=component)
+
+
+def _condition(kind: str, ok: bool, when: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None,
+                            "lastTransitionTime": when}
+    if not ok and reason:
+        cond.update(reason=reason, message=message)
+    return cond
+
+
+def _unready(names: list[str]) -> tuple[str | None, str | None]:
+    return ("ContainersNotReady", f"containers with unready status: [{' '.join(names)}]") if names else (None, None)
+
+
+def _completed_init(container: dict[str, Any], rt: PodRuntime) -> dict[str, Any]:
+    image = container.get("image", "")
+    return {"name": container["name"], "image": image, "imageID": _image_id(image),
+            "ready": True, "started": False, "restartCount": 0, "lastState": {},
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": rt.stamp(),
+                                     "finishedAt": rt.stamp()}}}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _image_id(image: str) -> str:
+    """A stable fake digest, shaped like containerd's imageID."""
+    return f"{image.rsplit(':', 1)[0] if ':' in image.rsplit('/', 1)[-1] else image}@sha256:{_digest(image)}"
+
+
+def _container_id(uid: str, name: str) -> str:
+    return f"containerd://{_digest(uid + name)}"
+
+
+def _pod_ip(uid: str) -> str:
+    value = int(_digest(uid)[:6], 16)
+    return f"10.244.{value // 256 % 256}.{value % 254 + 1}"
