@@ -67,7 +67,7 @@ def root(
 
 app.command("tag", help=tag_cmd.HELP, epilog=EXIT_CODES_HELP)(tag_cmd.command)
 app.command("wait-image", help=wait_image_cmd.HELP, epilog=EXIT_CODES_HELP)(wait_image_cmd.command)
-app.command("apply", help=apply_cmd.HELP)(apply_cmd.command)
+app.command("apply", help=apply_cmd.HELP, epilog=EXIT_CODES_HELP)(apply_cmd.command)
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose"}

@@ -1,4 +1,4 @@
-"""The helm driver: which helm binary to run (and, with the apply issue, how to run it).
+"""The helm driver: which helm binary to run, and pyhelm3 calls wrapped in our own small types.
 
 Found in this order so a drill or CI can pin one without touching PATH: config `helm.executable`,
 then $MANUAL_DEPLOY_HELM, then `helm` on PATH.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from manual_deploy.errors import UsageError
+from manual_deploy.errors import OperationFailed, UsageError
+from manual_deploy.redact import redact
 
 HELM_ENV_VAR = "MANUAL_DEPLOY_HELM"
 
@@ -30,3 +32,181 @@ def find_helm(configured: str | None = None, environ: dict[str, str] | os._Envir
         "helm was not found on PATH",
         hint=f"install helm ≥ 3.8, or point {HELM_ENV_VAR} (or config helm.executable) at the binary",
     )
+
+
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    status: str
+    updated: str
+    description: str
+
+
+def helm_error(exc: Exception, action: str, *secrets: str | None) -> OperationFailed:
+    """One line from helm's stderr (its `Error:` line when there is one), secrets masked."""
+    stderr = getattr(exc, "stderr", b"") or b""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors_only = [line for line in lines if line.lower().startswith("error")]
+    reason = (errors_only or lines or [type(exc).__name__])[-1]
+    return OperationFailed(redact(f"{action}: {reason}", *secrets))
+
+
+STOP_GRACE_S = 5.0
+
+
+def _exec_command_class():
+    """pyhelm3's Command with two changes we rely on.
+
+    - helm runs from an argument list (pyhelm3 goes through `sh -c`), in its own session so a
+      terminal Ctrl-C reaches us, not helm;
+    - a cancelled call really stops helm: SIGTERM, then SIGKILL after STOP_GRACE_S. helm 3 keeps
+      waiting for pods after SIGTERM, and pyhelm3 would wait for it until --timeout.
+    """
+    import asyncio
+    import subprocess
+
+    import semver
+    from pyhelm3 import errors as helm_errors
+    from pyhelm3.command import Command
+
+    class ExecCommand(Command):
+        def _argv(self, command: list) -> list[str]:
+            argv = [self._executable, *(str(part) for part in command)]
+            if self._kubeconfig:
+                argv += ["--kubeconfig", str(self._kubeconfig)]
+            if self._kubecontext:
+                argv += ["--kube-context", self._kubecontext]
+            return argv
+
+        def client_version(self) -> semver.VersionInfo:
+            proc = subprocess.run(
+                [self._executable, "version", "--template", "{{ .Version }}"], capture_output=True, check=True, timeout=60
+            )
+            return semver.VersionInfo.parse(proc.stdout.decode().strip().lstrip("v"))
+
+        async def run(self, command: list, input: bytes | None = None) -> bytes:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(command),
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            try:
+                stdout, stderr = await proc.communicate(input)
+            except asyncio.CancelledError:
+                await _stop(proc)
+                raise
+            if proc.returncode == 0:
+                return stdout
+            text = stderr.decode(errors="replace").lower()
+            if "release: not found" in text:
+                raise helm_errors.ReleaseNotFoundError(proc.returncode, stdout, stderr)
+            if "context canceled" in text:
+                raise helm_errors.CommandCancelledError(proc.returncode, stdout, stderr)
+            raise helm_errors.Error(proc.returncode, stdout, stderr)
+
+    async def _stop(proc) -> None:
+        if proc.returncode is not None:
+            return
+        try:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+        except ProcessLookupError:
+            pass
+
+    return ExecCommand
+
+
+class HelmDriver:
+    """pyhelm3 (asyncio) bound to one helm binary, kubeconfig and context."""
+
+    def __init__(self, executable: str, *, kubeconfig: str | None, context: str, timeout_s: float):
+        import pyhelm3
+
+        self.executable = executable
+        # helm's --kubeconfig takes one file; a ':'-separated KUBECONFIG is left to helm's own env handling.
+        single = kubeconfig if kubeconfig and os.pathsep not in kubeconfig else None
+        command = _exec_command_class()(
+            executable=executable,
+            kubeconfig=Path(single).expanduser() if single else None,
+            kubecontext=context,
+            default_timeout=f"{int(timeout_s)}s",
+        )
+        self.client = pyhelm3.Client(command=command, executable=executable)
+        self.major = self.client.version.major
+        self.version = f"v{self.client.version}"
+
+    async def current(self, release: str, namespace: str) -> Revision | None:
+        from pyhelm3.errors import ReleaseNotFoundError
+
+        try:
+            revision = await self.client.get_current_revision(release, namespace=namespace)
+        except ReleaseNotFoundError:
+            return None
+        return _revision(revision)
+
+    async def values(self, release: str, namespace: str, number: int) -> dict:
+        return await self.client._command.get_values(release, namespace=namespace, revision=number)
+
+    async def history(self, release: str, namespace: str) -> list[Revision]:
+        from pyhelm3.errors import ReleaseNotFoundError
+
+        try:
+            entries = await self.client._command.history(release, namespace=namespace)
+        except ReleaseNotFoundError:
+            return []
+        return [
+            Revision(int(e["revision"]), str(e.get("status", "")), str(e.get("updated", "")), str(e.get("description", "")))
+            for e in entries
+        ]
+
+    async def manifest(self, release: str, namespace: str) -> str:
+        docs = await self.client._command.get_resources(release, namespace=namespace)
+        return _dump_docs(docs)
+
+    async def template(self, release: str, chart_dir: Path, values: list[dict], namespace: str) -> str:
+        chart = await self.client.get_chart(chart_dir)
+        docs = await self.client.template_resources(chart, release, *values, namespace=namespace, is_upgrade=True)
+        return _dump_docs(docs)
+
+    async def upgrade(self, release: str, chart_dir: Path, values: list[dict], *, namespace: str, description: str, timeout_s: float) -> Revision:
+        """`helm upgrade --install --wait` with rollback on failure, never creating namespaces."""
+        chart = await self.client.get_chart(chart_dir)
+        on_failure = {"atomic": True} if self.major < 4 else {"rollback_on_failure": True}
+        revision = await self.client.install_or_upgrade_release(
+            release,
+            chart,
+            *values,
+            namespace=namespace,
+            create_namespace=False,
+            description=description,
+            wait=True,
+            timeout=f"{int(timeout_s)}s",
+            **on_failure,
+        )
+        return _revision(revision)
+
+    async def rollback(self, release: str, namespace: str, number: int | None, *, timeout_s: float) -> None:
+        await self.client._command.rollback(release, number, namespace=namespace, wait=True, timeout=f"{int(timeout_s)}s")
+
+    async def uninstall(self, release: str, namespace: str, *, timeout_s: float) -> None:
+        await self.client._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout_s)}s")
+
+
+def _revision(revision) -> Revision:
+    status = getattr(revision.status, "value", revision.status)
+    return Revision(int(revision.revision), str(status), str(revision.updated), str(revision.description or ""))
+
+
+def _dump_docs(docs) -> str:
+    """Manifests as one YAML stream in a stable order (kind, name), for diffs."""
+    import yaml
+
+    items = [d for d in docs if isinstance(d, dict)]
+    items.sort(key=lambda d: (str(d.get("kind")), str((d.get("metadata") or {}).get("name"))))
+    return "".join("---\n" + yaml.safe_dump(d, sort_keys=True) for d in items)

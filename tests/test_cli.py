@@ -20,14 +20,14 @@ def test_help_lists_the_chain(cli):
     text = " ".join(result.stdout.split())
     for command in ("tag", "wait-image", "apply"):
         assert command in text
-    assert "not implemented yet" in text
+    assert "not implemented yet" not in text
     assert "Exit codes: 0 success" in text and "3 refused by a safety check" in text
 
 
-def test_stub_command_exits_2_and_says_so(cli):
+def test_apply_requires_an_env(cli):
     result = cli("apply")
     assert result.code == 2
-    assert "not implemented yet" in result.stderr
+    assert "--env" in result.stderr
     assert result.stdout == ""
 
 

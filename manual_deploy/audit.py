@@ -1,0 +1,51 @@
+"""The record of what happened: one JSON line per deploy attempt in the user's audit log.
+
+Appended with a single write of one line (O_APPEND), so concurrent deploys never interleave records.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from manual_deploy import paths
+
+
+def record(entry: dict[str, Any], *, log: Path | None = None) -> Path:
+    """Append `entry` (plus who, where, when) to the audit log and return its path."""
+    target = log or paths.audit_log()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    line = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
+        "host": socket.gethostname(),
+        **entry,
+    }
+    data = (json.dumps(line, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return target
+
+
+def read(log: Path | None = None) -> list[dict[str, Any]]:
+    """All records, oldest first; unreadable lines are skipped."""
+    target = log or paths.audit_log()
+    try:
+        lines = target.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records

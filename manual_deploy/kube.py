@@ -1,0 +1,97 @@
+"""Which cluster: the env's kube context, proven to exist (and to point where the config says).
+
+Deploying to the wrong cluster is the worst thing this tool could do, so the target is resolved
+from the config, checked against the kubeconfig before anything talks to a cluster, and printed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from manual_deploy.config import Config
+from manual_deploy.errors import Refused
+
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+@dataclass(frozen=True)
+class Target:
+    env: str
+    context: str
+    namespace: str
+    server: str
+    kubeconfig: str  # one path or a ':'-separated list, as KUBECONFIG allows
+
+    def banner(self) -> str:
+        return f"env {self.env} · context {self.context} · server {self.server} · namespace {self.namespace}"
+
+
+def kubeconfig_path(explicit: str | None) -> str:
+    """--kubeconfig, else $KUBECONFIG, else ~/.kube/config (read now, not at import time)."""
+    return explicit or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+
+
+def _merged_kubeconfig(path: str) -> dict:
+    """clusters/contexts/users of every file in `path` (':'-separated); the first definition wins, as in kubectl."""
+    import yaml
+
+    existing = [Path(p).expanduser() for p in path.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+    if not existing:
+        raise Refused(f"no kubeconfig found at {path}", hint=_context_hint(None))
+    merged: dict[str, list] = {"clusters": [], "contexts": [], "users": []}
+    for file in existing:
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise Refused(f"cannot read kubeconfig {file}: {exc}") from None
+        for key, items in merged.items():
+            seen = {item.get("name") for item in items}
+            items.extend(i for i in data.get(key) or [] if isinstance(i, dict) and i.get("name") not in seen)
+    return merged
+
+
+def _context_hint(env: str | None) -> str:
+    which = env or "<env>"
+    return (
+        f"get the context: in ingest-kube-deployment `source config/environment_{which}; cd infra; "
+        f"make retrieve-kubeconfig-{which}`, or `aws eks update-kubeconfig --name ingest-eks-{which} "
+        f"--alias ingest-eks-{which} --region us-east-1`"
+    )
+
+
+def _named(items: list | None, name: str) -> dict | None:
+    return next((item for item in items or [] if isinstance(item, dict) and item.get("name") == name), None)
+
+
+def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = None, context: str | None = None, out=None) -> Target:
+    """The env's context and namespace, refusing (exit 3) when the kubeconfig disagrees."""
+    env = config.environment(env_name)
+    path = kubeconfig_path(kubeconfig)
+    wanted = context or env.kube_context
+    if context and context != env.kube_context and out is not None:
+        out.warn(f"--kube-context {context} overrides {env_name}'s configured context {env.kube_context}")
+    data = _merged_kubeconfig(path)
+    entry = _named(data.get("contexts"), wanted)
+    if entry is None:
+        known = ", ".join(c.get("name", "?") for c in data.get("contexts") or []) or "none"
+        raise Refused(f"kube context {wanted!r} is not in {path} (contexts: {known})", hint=_context_hint(env_name))
+    cluster_name = (entry.get("context") or {}).get("cluster")
+    cluster = _named(data.get("clusters"), cluster_name) if cluster_name else None
+    server = ((cluster or {}).get("cluster") or {}).get("server")
+    if not server:
+        raise Refused(f"kube context {wanted!r} names cluster {cluster_name!r}, which has no server in {path}")
+    if env.cluster_server and server.rstrip("/") != env.cluster_server.rstrip("/"):
+        raise Refused(
+            f"kube context {wanted!r} points at {server}, but env {env_name} must be {env.cluster_server}",
+            hint="you may be about to deploy to the wrong cluster; fix the kubeconfig or the config's cluster_server",
+        )
+    return Target(env=env_name, context=wanted, namespace=env.namespace, server=server, kubeconfig=path)
+
+
+def api_client(target: Target):
+    """An ApiClient for exactly this context (never the kubeconfig's current-context)."""
+    from kubernetes import config as kube_config
+
+    return kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context, persist_config=False)

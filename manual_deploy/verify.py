@@ -1,0 +1,188 @@
+"""Is the new version live? Readiness checks per resource kind, and the reason when it is not.
+
+Modelled on `kubectl rollout status` for Deployments (krane's idea: each kind owns its check and
+always says why it failed), plus pod-level fail-fast: a pod stuck in ImagePullBackOff or
+CrashLoopBackOff past a grace period will not recover by waiting, so we stop and say why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+FAILING_WAITING_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "InvalidImageName"}
+)
+FAILING_TERMINATED_REASONS = frozenset({"OOMKilled"})
+LOG_LINES = 20
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # "progressing" | "done" | "failed"
+    message: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "progressing"
+
+
+def deployment_verdict(deployment) -> Verdict:
+    """kubectl's DeploymentStatusViewer, with None counts read as 0."""
+    spec_replicas = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    status = deployment.status
+    name = deployment.metadata.name
+    if (deployment.metadata.generation or 0) > (status.observed_generation or 0 if status else 0):
+        return Verdict("progressing", f"waiting for deployment {name} spec update to be observed")
+    for condition in (status.conditions or []) if status else []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return Verdict("failed", f"deployment {name} exceeded its progress deadline: {condition.message or ''}".strip())
+    updated = status.updated_replicas or 0
+    replicas = status.replicas or 0
+    available = status.available_replicas or 0
+    if updated < spec_replicas:
+        return Verdict("progressing", f"{updated} of {spec_replicas} new replicas of {name} updated")
+    if replicas > updated:
+        return Verdict("progressing", f"{replicas - updated} old replicas of {name} pending termination")
+    if available < updated:
+        return Verdict("progressing", f"{available} of {updated} updated replicas of {name} available")
+    return Verdict("done", f"deployment {name} rolled out: {available}/{spec_replicas} available")
+
+
+def pod_problem(pod) -> tuple[str, str, str] | None:
+    """(reason, container, message) when a container is in a state that waiting will not fix."""
+    statuses = (pod.status.container_statuses or []) + (pod.status.init_container_statuses or []) if pod.status else []
+    for status in statuses:
+        state = status.state
+        if state and state.waiting and state.waiting.reason in FAILING_WAITING_REASONS:
+            return state.waiting.reason, status.name, state.waiting.message or ""
+        last = status.last_state.terminated if status.last_state else None
+        current = state.terminated if state else None
+        for terminated in (current, last):
+            if terminated and terminated.reason in FAILING_TERMINATED_REASONS:
+                return terminated.reason, status.name, terminated.message or f"exit code {terminated.exit_code}"
+    return None
+
+
+@dataclass
+class PodFailure:
+    pod: str
+    container: str
+    reason: str
+    message: str
+    events: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        lines = [f"pod {self.pod} container {self.container}: {self.reason} {self.message}".rstrip()]
+        if self.events:
+            lines.append("  recent events:")
+            lines.extend(f"    {line}" for line in self.events)
+        if self.logs:
+            lines.append(f"  last {len(self.logs)} log lines of {self.container}:")
+            lines.extend(f"    {line}" for line in self.logs)
+        return "\n".join(lines)
+
+
+def _selector(match_labels: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((match_labels or {}).items()))
+
+
+class RolloutVerifier:
+    """Polled while helm waits: the Deployment's rollout state and its new pods' health."""
+
+    def __init__(self, api_client, namespace: str, deployment: str, *, grace_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        from kubernetes import client
+
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.name = deployment
+        self.grace_s = grace_s
+        self.clock = clock
+        self._first_seen: dict[tuple[str, str], float] = {}
+
+    def _read_deployment(self):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.apps.read_namespaced_deployment(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def new_pods(self, deployment) -> list:
+        """Pods of the Deployment's newest ReplicaSet (by creation time among those it owns)."""
+        selector = _selector(deployment.spec.selector.match_labels if deployment.spec.selector else None)
+        sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector).items
+        owned = [
+            rs for rs in sets
+            if any(ref.uid == deployment.metadata.uid for ref in rs.metadata.owner_references or [])
+        ]
+        if not owned:
+            return []
+        newest = max(owned, key=lambda rs: (rs.metadata.creation_timestamp or 0, rs.metadata.name))
+        template_hash = (newest.metadata.labels or {}).get("pod-template-hash")
+        pod_selector = f"{selector},pod-template-hash={template_hash}" if template_hash else selector
+        return [p for p in self.core.list_namespaced_pod(self.namespace, label_selector=pod_selector).items if not p.metadata.deletion_timestamp]
+
+    def check(self) -> tuple[Verdict, PodFailure | None]:
+        """One look. A pod problem seen continuously for `grace_s` is a failure with its diagnosis."""
+        deployment = self._read_deployment()
+        if deployment is None:
+            return Verdict("progressing", f"deployment {self.name} not created yet"), None
+        verdict = deployment_verdict(deployment)
+        now = self.clock()
+        seen_now = set()
+        for pod in self.new_pods(deployment):
+            problem = pod_problem(pod)
+            if problem is None:
+                continue
+            reason, container, message = problem
+            key = (pod.metadata.name, reason)
+            seen_now.add(key)
+            first = self._first_seen.setdefault(key, now)
+            if now - first >= self.grace_s:
+                return Verdict("failed", f"pod {pod.metadata.name}: {reason}"), self.diagnose(pod.metadata.name, container, reason, message)
+        self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen_now}
+        return verdict, None
+
+    def diagnose(self, pod: str, container: str, reason: str, message: str) -> PodFailure:
+        """The pod's recent events and its container's last log lines, whatever of them can be read."""
+        from kubernetes.client.exceptions import ApiException
+
+        failure = PodFailure(pod=pod, container=container, reason=reason, message=message)
+        try:
+            events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod}").items
+            events.sort(key=lambda e: (e.last_timestamp or e.first_timestamp or e.metadata.creation_timestamp or 0))
+            failure.events = [f"{e.type or ''} {e.reason or ''}: {e.message or ''}".strip() for e in events[-8:]]
+        except ApiException:
+            failure.events = ["(events could not be read)"]
+        for previous in (False, True):
+            try:
+                text = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=LOG_LINES, previous=previous)
+            except ApiException:
+                continue
+            if text and text.strip():
+                failure.logs = text.rstrip("\n").splitlines()[-LOG_LINES:]
+                break
+        return failure
+
+    def images_live(self, expected: str) -> list[str]:
+        """Names of ready new pods NOT running `expected` (empty list = all good)."""
+        deployment = self._read_deployment()
+        if deployment is None:
+            return [f"deployment {self.name} is missing"]
+        wrong = []
+        for pod in self.new_pods(deployment):
+            for container in pod.spec.containers:
+                if not _same_image(container.image, expected):
+                    wrong.append(f"{pod.metadata.name} runs {container.image}")
+        return wrong
+
+
+def _same_image(actual: str, expected: str) -> bool:
+    """Exact match, or — for charts that take a bare tag and render `repo:tag` — the tag suffix."""
+    return actual == expected or ("/" not in expected and actual.endswith(f":{expected}"))

@@ -1,0 +1,274 @@
+"""`manual-deploy apply` end to end on the bed: real helm 3 and 4, real registry, real git, emulated cluster."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bed import HELMS, KUBE_TOKEN, Bed, release_secret_status, write_bed_config
+from manual_deploy import audit
+from manual_deploy.sandbox.deployrepo import make_deploy_repo
+from manual_deploy.sandbox.kube import KubeEmulator
+from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+from manual_deploy.sandbox.registry import publish_image, start_registry
+
+NS = "prod-environment"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def deploy_repo(tmp_path_factory):
+    return make_deploy_repo(tmp_path_factory.mktemp("deploy-config"))
+
+
+@pytest.fixture(params=["helm3", "helm4"])
+def helm(request):
+    return HELMS[request.param]
+
+
+@pytest.fixture
+def bed(tmp_path, registry, deploy_repo, monkeypatch, request) -> Bed:
+    helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
+    monkeypatch.setenv("MANUAL_DEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "state"))
+    kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.2, progress_deadline=2.0).start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token=KUBE_TOKEN)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    config = write_bed_config(tmp_path / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
+    yield Bed(config=config, kubeconfig=kubeconfig, kube=kube, registry=registry, deploy_repo=deploy_repo, helm=helm)
+    kube.stop()
+
+
+def publish(bed: Bed, app: str, tag: str) -> str:
+    return publish_image(bed.registry.url, f"ebi-ait/{app}", tag)
+
+
+def apply(cli, bed: Bed, *args):
+    return cli("--config", bed.config, "apply", "--env", "prod", *args)
+
+
+def history(bed: Bed, release: str) -> list:
+    proc = subprocess.run(
+        [str(bed.helm), "history", release, "-n", NS, "--kube-context", "ingest-eks-prod", "--kubeconfig", str(bed.kubeconfig), "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+
+def writes(bed: Bed) -> list:
+    return [r for r in bed.kube.requests if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def test_chain_tag_wait_apply_with_no_arguments(cli, bed, app_repo, monkeypatch):
+    monkeypatch.chdir(app_repo.checkout)
+    tag = cli("--config", bed.config, "tag").stdout.strip()
+    digest = publish(bed, "ingest-core", tag)
+    waited = cli("--config", bed.config, "wait-image", "--timeout", "20s")
+    assert waited.code == 0, waited.stderr
+
+    result = cli("--config", bed.config, "apply", "--env", "prod", "--yes", "--reason", "INC-1 fix")
+
+    assert result.code == 0, result.stderr
+    apps_api, core, _ = bed.apps_api()
+    deployment = apps_api.read_namespaced_deployment("ingest-core", NS)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.image == f"{bed.registry.host}/ebi-ait/ingest-core:{tag}@{digest}"
+    assert deployment.spec.replicas == 1
+    annotations = deployment.spec.template.metadata.annotations
+    assert annotations["app.gitlab.com/app"] == "hca-ingest-core" and annotations["app.gitlab.com/env"] == "prod"
+    for phase in ("target", "image", "config", "plan", "confirm", "lock", "upgrade+verify"):
+        assert f"✓ {phase}" in result.stderr, phase
+    assert "revision 1" in result.stdout
+    revisions = history(bed, "ingest-core")
+    assert [r["status"] for r in revisions] == ["deployed"]
+    assert "INC-1 fix" in revisions[0]["description"]
+    record = audit.read()[-1]
+    assert record["app"] == "ingest-core" and record["result"] == "deployed" and record["digest"] == digest
+    assert record["config_sha"] == bed.deploy_repo.head("master") and record["new_revision"] == 1
+    assert KUBE_TOKEN not in result.stdout + result.stderr
+    # the lock was released
+    _, _, coordination = bed.apps_api()
+    assert [l.metadata.name for l in coordination.list_namespaced_lease(NS).items] == []
+
+
+def test_prod_exporter_gets_ten_replicas_and_fastq_image(cli, bed):
+    publish(bed, "ingest-exporter", "exp1")
+    result = apply(cli, bed, "--app", "ingest-exporter", "--tag", "exp1", "--yes", "-o", "json")
+    assert result.code == 0, result.stderr
+    apps_api, core, _ = bed.apps_api()
+    deployment = apps_api.read_namespaced_deployment("ingest-exporter", NS)
+    assert deployment.spec.replicas == 10
+    assert deployment.metadata.namespace == NS
+    pods = core.list_namespaced_pod(NS, label_selector="app=ingest-exporter").items
+    assert len(pods) == 10
+    data = result.json()
+    assert data["results"][0]["replicas"] == 10
+    values = subprocess.run(
+        [str(bed.helm), "get", "values", "ingest-exporter", "-n", NS, "--kube-context", "ingest-eks-prod", "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert json.loads(values.stdout)["fastqImage"].startswith("quay.io/ebi-ait/fastq_utils:")
+
+
+def test_same_image_again_is_no_change_and_dry_run_changes_nothing(cli, bed):
+    publish(bed, "ingest-core", "same1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes").code == 0
+
+    again = apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes")
+    assert again.code == 0, again.stderr
+    assert "no change" in again.stderr
+    assert len(history(bed, "ingest-core")) == 1
+
+    publish(bed, "ingest-core", "same2")
+    before = len(writes(bed))
+    dry = apply(cli, bed, "--app", "ingest-core", "--tag", "same2", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert "same2" in dry.stdout and dry.stdout.count("\n+") >= 1 and "-" in dry.stdout
+    assert len(history(bed, "ingest-core")) == 1
+    assert len(writes(bed)) == before
+
+
+def test_wrong_context_refused_before_any_cluster_write(cli, bed, tmp_path):
+    bad = write_bed_config(
+        tmp_path / "bad.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url, helm=bed.helm,
+        cluster_server="https://prod.eks.amazonaws.com",
+    )
+    publish(bed, "ingest-core", "ctx1")
+    result = cli("--config", bad, "apply", "--env", "prod", "--app", "ingest-core", "--tag", "ctx1", "--yes")
+    assert result.code == 3, result.stderr
+    assert "must be https://prod.eks.amazonaws.com" in result.stderr
+    missing = apply(cli, bed, "--app", "ingest-core", "--tag", "ctx1", "--yes", "--kube-context", "ingest-eks-nope")
+    assert missing.code == 3 and "is not in" in missing.stderr
+    assert writes(bed) == []
+
+
+def test_missing_image_is_refused(cli, bed):
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "never-built", "--yes")
+    assert result.code == 3, result.stderr
+    assert "not in the registry" in result.stderr and "wait-image" in result.stderr
+    assert writes(bed) == []
+
+
+def test_prod_without_yes_and_no_tty_is_refused(cli, bed, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    publish(bed, "ingest-core", "conf1")
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "conf1")
+    assert result.code == 3, result.stderr
+    assert "--yes" in result.stderr
+    assert history(bed, "ingest-core") == []
+
+
+def test_lock_held_is_refused_and_break_lock_proceeds(cli, bed):
+    from kubernetes import client
+
+    _, _, coordination = bed.apps_api()
+    coordination.create_namespaced_lease(NS, client.V1Lease(
+        metadata=client.V1ObjectMeta(name="manual-deploy-ingest-core"),
+        spec=client.V1LeaseSpec(holder_identity="alice@laptop#42", lease_duration_seconds=900,
+                                acquire_time="2099-01-01T00:00:00.000001Z", renew_time="2099-01-01T00:00:00.000001Z"),
+    ))
+    publish(bed, "ingest-core", "lock1")
+    held = apply(cli, bed, "--app", "ingest-core", "--tag", "lock1", "--yes")
+    assert held.code == 3, held.stderr
+    assert "alice@laptop#42" in held.stderr and "--break-lock" in held.stderr
+    assert history(bed, "ingest-core") == []
+
+    broken = apply(cli, bed, "--app", "ingest-core", "--tag", "lock1", "--yes", "--break-lock")
+    assert broken.code == 0, broken.stderr
+    assert "alice@laptop#42" in broken.stderr
+    assert audit.read()[-1]["lock_broken_from"] == "alice@laptop#42"
+
+
+@pytest.mark.parametrize("mode, needle", [("ImagePullBackOff", "ImagePullBackOff"), ("CrashLoopBackOff", "CrashLoopBackOff")])
+def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
+    publish(bed, "ingest-core", "good1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "good1", "--yes").code == 0
+    publish(bed, "ingest-core", "bad1")
+    bed.kube.add_failure("*:bad1*", mode, log="Exception in thread main: java.lang.IllegalStateException: no mongo\n")
+
+    started = time.monotonic()
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "3s", "--timeout", "5m")
+    took = time.monotonic() - started
+
+    assert result.code == 1, result.stderr
+    assert took < 3 + 25, took  # grace + a few seconds, not helm's 5 minute timeout
+    assert needle in result.stderr
+    assert "recent events" in result.stderr
+    if mode == "CrashLoopBackOff":
+        assert "no mongo" in result.stderr
+    apps_api, _, _ = bed.apps_api()
+    image = apps_api.read_namespaced_deployment("ingest-core", NS).spec.template.spec.containers[0].image
+    assert ":good1@" in image
+    assert history(bed, "ingest-core")[-1]["status"] == "deployed"
+    assert audit.read()[-1]["result"] == "failed"
+
+
+def test_pending_release_is_refused_with_the_recovery_command(cli, bed):
+    from kubernetes import config as kconfig
+
+    publish(bed, "ingest-core", "pend1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "pend1", "--yes").code == 0
+    api = kconfig.new_client_from_config(config_file=str(bed.kubeconfig), context="ingest-eks-prod", persist_config=False)
+    release_secret_status(api, NS, "ingest-core", 1, "pending-upgrade")
+    publish(bed, "ingest-core", "pend2")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "pend2", "--yes")
+
+    assert result.code == 3, result.stderr
+    assert "pending-upgrade" in result.stderr and "--recover" in result.stderr and "helm rollback ingest-core" in result.stderr
+
+
+def test_environment_file_is_never_executed(cli, bed, tmp_path, monkeypatch):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    calls = tmp_path / "aws-calls"
+    (shim / "aws").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (shim / "aws").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    publish(bed, "ingest-core", "aws1")
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "aws1", "--yes")
+    assert result.code == 0, result.stderr
+    assert not calls.exists(), calls.read_text()
+
+
+def test_sigint_during_the_wait_releases_the_lock(bed, tmp_path):
+    """A real process and a real SIGINT while helm waits on pods that never become ready."""
+    publish(bed, "ingest-core", "slow1")
+    bed.kube.add_failure("*:slow1*", "ProgressDeadlineExceeded")
+    exe = Path(sys.executable).parent / "manual-deploy"
+    env = {**__import__("os").environ}
+    proc = subprocess.Popen(
+        [str(exe), "--config", str(bed.config), "apply", "--env", "prod", "--app", "ingest-core", "--tag", "slow1",
+         "--yes", "--grace", "10m", "--timeout", "5m"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    _, _, coordination = bed.apps_api()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r["path"].endswith("/deployments") and r["method"] in ("POST", "PATCH", "PUT") for r in bed.kube.requests):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert coordination.list_namespaced_lease(NS).items, "the lock should be held during the wait"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert coordination.list_namespaced_lease(NS).items == []
