@@ -117,6 +117,18 @@ class Phases:
 # --- phase helpers --------------------------------------------------------------------------------
 
 
+def _validate_flags(request: ApplyRequest) -> None:
+    """Bad input fails before the first network call, with nothing changed."""
+    if request.config_ref:
+        validate.git_rev(request.config_ref)
+    if request.tag:
+        validate.image_tag(request.tag)
+    for app in request.apps:
+        validate.app_name(app)
+    if request.replicas is not None and request.replicas < 0:
+        raise UsageError(f"--replicas must be 0 or more, got {request.replicas}")
+
+
 def choose_apps(request: ApplyRequest, recorded: dict) -> tuple[str, ...]:
     if request.apps:
         return request.apps
@@ -224,6 +236,7 @@ class Apply:
 
     def prepare(self) -> list[AppPlan]:
         request, config = self.request, self.config
+        _validate_flags(request)
         names = choose_apps(request, self.recorded)
         apps = [config.app(name) for name in dict.fromkeys(names)]
         with self.phases("target"):
@@ -469,16 +482,16 @@ class Apply:
         helm, ns = self._helm(), self.target.namespace
         current = await helm.current(plan.app.release, ns)
         old = plan.current.number if plan.current else None
+        image = (plan.current_values or {}).get("image", "the previous image")
         if current and old and current.number > old and current.status == "deployed" and current.description.lower().startswith("rollback"):
-            return f"helm already rolled back (revision {current.number})"
+            return f"rolled back: revision {current.number} is live again with {image}"
         if old is None:
             await helm.uninstall(plan.app.release, ns, timeout_s=120)
-            return "the first install was removed again"
+            return "the first install was removed again; nothing of it is left"
         previous = await self._last_good(plan) or old
         await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
         now = await helm.current(plan.app.release, ns)
-        image = (plan.current_values or {}).get("image", "the previous image")
-        return f"rolled back to revision {previous} ({image}), now revision {now.number if now else '?'}"
+        return f"rolled back to revision {previous}: revision {now.number if now else '?'} is live again with {image}"
 
     async def _describe_after_helm_failure(self, plan: AppPlan) -> str:
         try:

@@ -215,6 +215,7 @@ def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     assert ":good1@" in image
     assert history(bed, "ingest-core")[-1]["status"] == "deployed"
     assert audit.read()[-1]["result"] == "failed"
+    assert KUBE_TOKEN not in result.stdout + result.stderr
 
 
 def test_pending_release_is_refused_with_the_recovery_command(cli, bed):
@@ -272,3 +273,70 @@ def test_sigint_during_the_wait_releases_the_lock(bed, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert coordination.list_namespaced_lease(NS).items == []
+
+
+def test_recover_rolls_back_a_stuck_release_then_deploys(cli, bed):
+    from kubernetes import config as kconfig
+
+    publish(bed, "ingest-core", "rec1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "rec1", "--yes").code == 0
+    publish(bed, "ingest-core", "rec2")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "rec2", "--yes").code == 0
+    api = kconfig.new_client_from_config(config_file=str(bed.kubeconfig), context="ingest-eks-prod", persist_config=False)
+    release_secret_status(api, NS, "ingest-core", 2, "pending-upgrade")
+    publish(bed, "ingest-core", "rec3")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "rec3", "--yes", "--recover")
+
+    assert result.code == 0, result.stderr
+    assert "rolling back the stuck pending-upgrade to revision 1" in result.stderr
+    statuses = [r["status"] for r in history(bed, "ingest-core")]
+    assert statuses[-1] == "deployed" and len(statuses) == 4
+
+
+def test_several_apps_deploy_concurrently_with_one_summary(cli, bed):
+    publish(bed, "ingest-core", "multi1")
+    publish(bed, "ingest-exporter", "multi1")
+    result = apply(cli, bed, "--app", "ingest-core", "--app", "ingest-exporter", "--tag", "multi1", "--yes", "-o", "json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert [(r["app"], r["result"]) for r in data["results"]] == [("ingest-core", "deployed"), ("ingest-exporter", "deployed")]
+    assert {r["app"] for r in audit.read()[-2:]} == {"ingest-core", "ingest-exporter"}
+
+
+def test_one_failing_app_of_two_fails_the_run_but_not_the_other(cli, bed):
+    publish(bed, "ingest-core", "mix1")
+    result = apply(cli, bed, "--app", "ingest-core", "--app", "ingest-exporter", "--tag", "mix1", "--yes", "-o", "json")
+    assert result.code == 3, result.stderr  # ingest-exporter:mix1 was never built
+    assert "ingest-exporter" in result.stderr
+    assert history(bed, "ingest-core") == []  # the image phase refuses before anything is deployed
+
+
+def test_force_refresh_deletes_first_with_a_downtime_warning(cli, bed):
+    publish(bed, "ingest-core", "fr1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "fr1", "--yes").code == 0
+    apps_api, _, _ = bed.apps_api()
+    uid = apps_api.read_namespaced_deployment("ingest-core", NS).metadata.uid
+    publish(bed, "ingest-core", "fr2")
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "fr2", "--yes", "--force-refresh")
+    assert result.code == 0, result.stderr
+    assert "downtime" in result.stderr
+    assert apps_api.read_namespaced_deployment("ingest-core", NS).metadata.uid != uid
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["--app", "ingest-core", "--image", "quay.io/other/thing:1", "--yes"], 2, "is not an image of ingest-core"),
+        (["--app", "ingest-core", "--image", "x", "--tag", "y"], 2, "not both"),
+        (["--app", "ingest-nope", "--tag", "t1"], 2, "unknown app"),
+        (["--app", "ingest-core", "--tag", "bad..tag"], 2, "invalid tag"),
+        (["--app", "ingest-core", "--tag", "t1", "--timeout", "never"], 2, "invalid --timeout"),
+        (["--app", "ingest-core", "--tag", "t1", "--config-ref", "--upload-pack=x"], 2, "invalid git revision"),
+    ],
+)
+def test_bad_input_changes_nothing(cli, bed, args, code, needle):
+    result = apply(cli, bed, *args)
+    assert result.code == code, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert writes(bed) == []
