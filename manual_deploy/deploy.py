@@ -12,7 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
@@ -569,7 +568,7 @@ def run_apply(config: Config, request: ApplyRequest, out: Output) -> dict[str, A
 
 
 async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
-    request, out = run.request, run.out
+    request = run.request
     with run.phases("plan"):
         await run.plan(plans)
     if request.dry_run:

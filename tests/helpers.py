@@ -15,3 +15,31 @@ def tags(repo_path: Path) -> dict[str, str]:
         name, peeled, obj = line.split(" ")
         result[name] = peeled or obj
     return result
+
+
+def interrupt_when(args: list[str], ready, *, settle: float, before_signal=None, timeout: float = 60) -> tuple[int, str, str]:
+    """Run `manual-deploy ARGS` as a real process, SIGINT it once `ready()` holds (+ `settle` s).
+
+    The only way to see what a user sees on Ctrl-C. Bounded in time; the process never outlives the call.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = Path(sys.executable).parent / "manual-deploy"
+    proc = subprocess.Popen([str(exe), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not ready():
+            time.sleep(0.1)
+        time.sleep(settle)
+        if before_signal is not None:
+            before_signal()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode, out, err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bed import HELMS, KUBE_TOKEN, Bed, release_secret_status, write_bed_config
+from helpers import interrupt_when
 from manual_deploy import audit
 from manual_deploy.sandbox.deployrepo import make_deploy_repo
 from manual_deploy.sandbox.kube import KubeEmulator
@@ -246,31 +246,23 @@ def test_environment_file_is_never_executed(cli, bed, tmp_path, monkeypatch):
     assert not calls.exists(), calls.read_text()
 
 
-def test_sigint_during_the_wait_releases_the_lock(bed, tmp_path):
+def test_sigint_during_the_wait_releases_the_lock(bed):
     """A real process and a real SIGINT while helm waits on pods that never become ready."""
     publish(bed, "ingest-core", "slow1")
     bed.kube.add_failure("*:slow1*", "ProgressDeadlineExceeded")
-    exe = Path(sys.executable).parent / "manual-deploy"
-    env = {**__import__("os").environ}
-    proc = subprocess.Popen(
-        [str(exe), "--config", str(bed.config), "apply", "--env", "prod", "--app", "ingest-core", "--tag", "slow1",
-         "--yes", "--grace", "10m", "--timeout", "5m"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
     _, _, coordination = bed.apps_api()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r["path"].endswith("/deployments") and r["method"] in ("POST", "PATCH", "PUT") for r in bed.kube.requests):
-            time.sleep(0.2)
-        time.sleep(1.0)
+
+    def deployment_written():
+        return any(r["path"].endswith("/deployments") and r["method"] in ("POST", "PATCH", "PUT") for r in bed.kube.requests)
+
+    def lock_is_held():
         assert coordination.list_namespaced_lease(NS).items, "the lock should be held during the wait"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert proc.returncode == 130, err
+
+    code, _, err = interrupt_when(
+        ["--config", bed.config, "apply", "--env", "prod", "--app", "ingest-core", "--tag", "slow1", "--yes", "--grace", "10m", "--timeout", "5m"],
+        deployment_written, settle=1.0, before_signal=lock_is_held,
+    )
+    assert code == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert coordination.list_namespaced_lease(NS).items == []
 
@@ -340,3 +332,11 @@ def test_bad_input_changes_nothing(cli, bed, args, code, needle):
     assert result.code == code, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
     assert writes(bed) == []
+
+
+def test_kube_context_override_is_loud(cli, bed):
+    publish(bed, "ingest-core", "ovr1")
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "ovr1", "--yes", "--kube-context", "ingest-eks-staging")
+    assert result.code == 0, result.stderr
+    assert "warning: --kube-context ingest-eks-staging overrides prod's configured context ingest-eks-prod" in result.stderr
+    assert "context ingest-eks-staging" in result.stderr

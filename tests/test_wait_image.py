@@ -6,14 +6,12 @@ JSON shapes; registry faults (500/429) come from a small proxy in front of the r
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers import interrupt_when
 from manual_deploy import state
 from manual_deploy.sandbox.faults import FaultProxy
 from manual_deploy.sandbox.quay import QuayStandIn
@@ -287,23 +285,12 @@ def test_ctrl_c_exits_130_with_a_summary(config, quay, request):
     """A real process and a real SIGINT: the only way to see what the user sees on Ctrl-C."""
     tag = unique_tag(request)
     quay.add_build(APP, tag, phases=[("building", 600), ("complete", 0)])
-    exe = Path(sys.executable).parent / "manual-deploy"
-    proc = subprocess.Popen(
-        [str(exe), "--config", str(config), "wait-image", "--app", APP, "--tag", tag],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    code, out, err = interrupt_when(
+        ["--config", config, "wait-image", "--app", APP, "--tag", tag],
+        lambda: any(r["path"].endswith("/build/") for r in quay.requests),
+        settle=2.5,  # let it see the build's phase
     )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(r["path"].endswith("/build/") for r in quay.requests):
-            time.sleep(0.1)
-        time.sleep(2.5)  # let it see the build's phase
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert "interrupted" in err and "building" in err and "Traceback" not in err
     assert out == ""
 

