@@ -73,3 +73,33 @@ def release_secret_status(kube, namespace: str, release: str, revision: int, sta
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("MANUAL_DEPLOY_", "QUAY_"))}
+
+
+NS = "prod-environment"
+
+
+def publish(bed: Bed, app: str, tag: str) -> str:
+    """Put an image for `app:tag` in the bed's registry, as quay's build would; returns its digest."""
+    from manual_deploy.sandbox.registry import publish_image
+
+    return publish_image(bed.registry.url, f"ebi-ait/{app}", tag)
+
+
+def apply(cli, bed: Bed, *args, env: str = "prod"):
+    return cli("--config", bed.config, "apply", "--env", env, *args)
+
+
+def history(bed: Bed, release: str, namespace: str = NS, context: str = "ingest-eks-prod") -> list:
+    """helm history as JSON, read with the real helm binary."""
+    import subprocess
+
+    proc = subprocess.run(
+        [str(bed.helm), "history", release, "-n", namespace, "--kube-context", context, "--kubeconfig", str(bed.kubeconfig), "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+
+def writes(bed: Bed) -> list:
+    """Every request that could have changed the cluster."""
+    return [r for r in bed.kube.requests if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]

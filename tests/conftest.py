@@ -50,3 +50,50 @@ def app_repo(tmp_path) -> AppRepo:
     """ingest-core: a bare remote with master and dev, and a checkout on master."""
     return make_app_repo(tmp_path)
 
+
+
+# --- the deploy bed (see tests/bed.py) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """The real Debian docker-registry on 127.0.0.1, one per test module."""
+    from manual_deploy.sandbox.registry import start_registry
+
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def deploy_repo(tmp_path_factory):
+    """An ingest-kube-deployment fixture repo (bare remote with master and dev)."""
+    from manual_deploy.sandbox.deployrepo import make_deploy_repo
+
+    return make_deploy_repo(tmp_path_factory.mktemp("deploy-config"))
+
+
+@pytest.fixture(params=["helm3", "helm4"])
+def helm(request):
+    """Run the test once with each real helm binary."""
+    from bed import HELMS
+
+    return HELMS[request.param]
+
+
+@pytest.fixture
+def bed(tmp_path, registry, deploy_repo, monkeypatch, request):
+    """Registry + deploy-config repo + emulated cluster + kubeconfig + config file; helm 3 unless `helm` is used."""
+    from bed import HELMS, KUBE_TOKEN, Bed, write_bed_config
+    from manual_deploy.sandbox.kube import KubeEmulator
+    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+
+    helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
+    monkeypatch.setenv("MANUAL_DEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "state"))
+    kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.2, progress_deadline=2.0).start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token=KUBE_TOKEN)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    config = write_bed_config(tmp_path / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
+    yield Bed(config=config, kubeconfig=kubeconfig, kube=kube, registry=registry, deploy_repo=deploy_repo, helm=helm)
+    kube.stop()

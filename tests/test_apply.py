@@ -10,65 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bed import HELMS, KUBE_TOKEN, Bed, release_secret_status, write_bed_config
+from bed import KUBE_TOKEN, NS, apply, history, publish, release_secret_status, write_bed_config, writes
 from helpers import interrupt_when
 from manual_deploy import audit
-from manual_deploy.sandbox.deployrepo import make_deploy_repo
-from manual_deploy.sandbox.kube import KubeEmulator
-from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
-from manual_deploy.sandbox.registry import publish_image, start_registry
-
-NS = "prod-environment"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def deploy_repo(tmp_path_factory):
-    return make_deploy_repo(tmp_path_factory.mktemp("deploy-config"))
-
-
-@pytest.fixture(params=["helm3", "helm4"])
-def helm(request):
-    return HELMS[request.param]
-
-
-@pytest.fixture
-def bed(tmp_path, registry, deploy_repo, monkeypatch, request) -> Bed:
-    helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
-    monkeypatch.setenv("MANUAL_DEPLOY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "state"))
-    kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.2, progress_deadline=2.0).start()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token=KUBE_TOKEN)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    config = write_bed_config(tmp_path / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
-    yield Bed(config=config, kubeconfig=kubeconfig, kube=kube, registry=registry, deploy_repo=deploy_repo, helm=helm)
-    kube.stop()
-
-
-def publish(bed: Bed, app: str, tag: str) -> str:
-    return publish_image(bed.registry.url, f"ebi-ait/{app}", tag)
-
-
-def apply(cli, bed: Bed, *args):
-    return cli("--config", bed.config, "apply", "--env", "prod", *args)
-
-
-def history(bed: Bed, release: str) -> list:
-    proc = subprocess.run(
-        [str(bed.helm), "history", release, "-n", NS, "--kube-context", "ingest-eks-prod", "--kubeconfig", str(bed.kubeconfig), "-o", "json"],
-        capture_output=True, text=True, timeout=60,
-    )
-    return json.loads(proc.stdout) if proc.returncode == 0 else []
-
-
-def writes(bed: Bed) -> list:
-    return [r for r in bed.kube.requests if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
 
 
 def test_chain_tag_wait_apply_with_no_arguments(cli, bed, app_repo, monkeypatch):

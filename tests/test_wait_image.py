@@ -37,13 +37,6 @@ apps:
     return path
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
 @pytest.fixture
 def quay(registry):
     with QuayStandIn(registry.url) as stand_in:
