@@ -58,6 +58,9 @@ class Environment(_Strict):
     source_branch: str = Field(description="app branch a commit must be on to ship to this env")
     confirm: bool = Field(False, description="ask for confirmation before changing this env")
     cluster_server: str | None = Field(None, description="expected API server URL of the context")
+    post_check: list[str] | None = Field(
+        None, description="argv run after a verified deploy (no shell); MD_ENV/MD_APP/MD_IMAGE/MD_NAMESPACE set"
+    )
 
     @field_validator("config_branch", "source_branch")
     @classmethod
@@ -85,12 +88,17 @@ class Helm(_Strict):
     executable: str | None = Field(None, description="helm binary; else $MANUAL_DEPLOY_HELM, else helm on PATH")
 
 
+class Notify(_Strict):
+    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; or $MANUAL_DEPLOY_WEBHOOK_URL")
+
+
 class Config(_Strict):
     registry: Registry
     deployment_repo: DeploymentRepo
     environments: dict[str, Environment]
     apps: dict[str, App]
     helm: Helm = Field(default_factory=Helm)
+    notify: Notify = Field(default_factory=Notify)
     _source: str = PrivateAttr("<memory>")
 
     @property

@@ -58,6 +58,8 @@ class ApplyRequest:
     recover: bool = False
     grace_s: float = 60.0
     repo: str = "."
+    post_check: tuple[str, ...] | None = None
+    rollback_on_check_failure: bool = False
 
 
 @dataclass
@@ -389,7 +391,12 @@ class Apply:
                     await asyncio.to_thread(self._delete_deployment, plan)
             with phases("upgrade+verify"):
                 revision = await self._upgrade_and_verify(plan)
-            result.result, result.new_revision = "deployed", revision.number
+            result.new_revision = revision.number
+            check = self._post_check_argv()
+            if check:
+                with phases("post-check"):
+                    await self._post_check(plan, check, revision)
+            result.result = "deployed"
             result.message = f"revision {revision.number} is live with {plan.image_ref}"
         except ManualDeployError as exc:
             result.message = exc.message
@@ -399,6 +406,27 @@ class Apply:
             result.timings = {**self.phases.timings, **phases.timings}
             self._audit(plan, result, lock)
         return result
+
+    def _post_check_argv(self) -> list[str] | None:
+        return list(self.request.post_check) if self.request.post_check else self.env.post_check
+
+    async def _post_check(self, plan: AppPlan, argv: list[str], revision: Revision) -> None:
+        from manual_deploy.postcheck import run_post_check
+
+        try:
+            await asyncio.to_thread(
+                run_post_check, argv, env=self.request.env, app=plan.app.name, image=plan.image_value,
+                namespace=self.target.namespace, timeout_s=self.request.timeout_s, out=self.out,
+            )
+        except OperationFailed as exc:
+            rollback = f"manual-deploy rollback --env {self.request.env} --app {plan.app.name}"
+            if self.request.rollback_on_check_failure and plan.current:
+                back = await self._roll_back_after_failure(plan)
+                raise OperationFailed(f"{plan.app.name}: revision {revision.number} deployed but {exc.message}; {back}") from None
+            raise OperationFailed(
+                f"{plan.app.name}: revision {revision.number} is live but {exc.message}",
+                hint=f"if the new version is at fault: `{rollback}` (or re-run apply with --rollback-on-check-failure)",
+            ) from None
 
     def _delete_deployment(self, plan: AppPlan) -> None:
         from kubernetes import client
@@ -487,7 +515,7 @@ class Apply:
         if old is None:
             await helm.uninstall(plan.app.release, ns, timeout_s=120)
             return "the first install was removed again; nothing of it is left"
-        previous = await self._last_good(plan) or old
+        previous = await self._last_good(plan, before=old + 1) or old  # never the revision this run made
         await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
         now = await helm.current(plan.app.release, ns)
         return f"rolled back to revision {previous}: revision {now.number if now else '?'} is live again with {image}"
@@ -579,6 +607,12 @@ async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
         ]}
     with run.phases("confirm"):
         run.confirm(plans)
+    from manual_deploy.notify import Notifier
+
+    notifier = Notifier.from_config(run.config, run.out)
+    announced = [{"app": p.app.name, "image": p.image_ref} for p in plans if not p.unchanged]
+    if announced:
+        await asyncio.to_thread(notifier.send, "start", command="apply", env=request.env, apps=announced, reason=request.reason)
     semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
 
     async def bounded(plan: AppPlan):
@@ -596,6 +630,10 @@ async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
         else:
             results.append(outcome.as_dict())
     summary = {"env": request.env, "context": run.target.context, "config_sha": run.deploy.sha, "results": results}
+    if announced:
+        event = "failure" if errors else "success"
+        detail = "; ".join(f"{r['app']}: {r['result']}" + (f" ({r['message']})" if r.get("message") and r["result"] == "failed" else "") for r in results)
+        await asyncio.to_thread(notifier.send, event, command="apply", env=request.env, apps=announced, reason=request.reason, detail=detail)
     if run.git_dir:
         state.record(run.git_dir, "apply", summary)
     if errors:

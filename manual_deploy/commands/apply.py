@@ -36,11 +36,16 @@ def command(
     replicas: Optional[int] = typer.Option(None, "--replicas", metavar="N", help="Override the replica count from the config repo."),
     no_digest: bool = typer.Option(False, "--no-digest", help="Deploy repo:tag without pinning the digest."),
     recover: bool = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first."),
+    post_check: Optional[str] = typer.Option(
+        None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy (no shell; MD_ENV, MD_APP, MD_IMAGE, MD_NAMESPACE set)."
+    ),
+    rollback_on_check_failure: bool = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails."),
     repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="App checkout holding the recorded state."),
 ) -> None:
     from manual_deploy.deploy import ApplyRequest, run_apply
     from manual_deploy.durations import parse_duration
     from manual_deploy.errors import UsageError
+    from manual_deploy.postcheck import parse_post_check
 
     if image and tag:
         raise UsageError("pass --image or --tag, not both")
@@ -51,6 +56,8 @@ def command(
         grace_s=parse_duration(grace, option="--grace"), reason=reason, dry_run=dry_run, yes=yes,
         break_lock=break_lock, force_refresh=force_refresh, replicas=replicas, no_digest=no_digest,
         recover=recover, repo=str(repo),
+        post_check=tuple(parse_post_check(post_check)) if post_check is not None else None,
+        rollback_on_check_failure=rollback_on_check_failure,
     )
     summary = run_apply(session.config(), request, session.out)
     session.out.result(summary, _text(summary))
