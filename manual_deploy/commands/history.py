@@ -1,0 +1,29 @@
+"""`manual-deploy history`: the local audit log of deploys, next to helm's history of the release."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+HELP = (
+    "What was deployed, when, by whom, why and with what result: this machine's audit log (newest last).\n\n"
+    "With --env and --app, helm's history of that release is shown too — the cluster's record, including "
+    "deploys made elsewhere. If the cluster cannot be read, the audit log is still shown, with a warning."
+)
+
+
+def command(
+    ctx: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", metavar="ENV", help="Only this environment."),
+    app: Optional[str] = typer.Option(None, "--app", metavar="APP", help="Only this app."),
+    limit: int = typer.Option(20, "--limit", "-n", metavar="N", min=1, help="Show the last N entries of each history."),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config)."),
+) -> None:
+    from manual_deploy.history import HistoryRequest, render_text, run_history
+    from manual_deploy.status import terminal_style
+
+    session = ctx.obj
+    request = HistoryRequest(env=env, app=app, limit=limit, kubeconfig=kubeconfig)
+    data = run_history(session.config(), request, session.out)
+    session.out.result(data, render_text(data, request, **terminal_style()))

@@ -1,0 +1,198 @@
+"""`manual-deploy status` on the bed: real helm 3, real registry and config repo, emulated cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bed import HELMS, KUBE_TOKEN, NS, apply, publish, write_bed_config
+
+
+def _status(cli, bed, *args, config=None):
+    return cli("--config", config or bed.config, "status", *args)
+
+
+def _rows(stdout: str) -> dict[str, str]:
+    """{app: its table line} of the single-env table."""
+    names = ("ingest-core", "ingest-exporter", "ingest-archiver", "ontology")
+    return {word: line for line in stdout.splitlines() for word in line.split()[:2] if word in names}
+
+
+def _set_image(bed, deployment: str, image: str) -> None:
+    """What `kubectl set image` does: patch the Deployment behind helm's back."""
+    apps_api, _, _ = bed.apps_api()
+    current = apps_api.read_namespaced_deployment(deployment, NS)
+    name = current.spec.template.spec.containers[0].name
+    apps_api.patch_namespaced_deployment(
+        deployment, NS, {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
+    )
+
+
+def test_every_app_shown_and_image_drift_flagged(cli, bed, tmp_path):
+    digest = publish(bed, "ingest-core", "st1")
+    publish(bed, "ontology", "st1")
+    deployed = apply(cli, bed, "--app", "ingest-core", "--app", "ontology", "--tag", "st1", "--yes", "--reason", "INC-7 hotfix")
+    assert deployed.code == 0, deployed.stderr
+
+    text = _status(cli, bed, "--env", "prod")
+
+    assert text.code == 0, text.stderr
+    lines = _rows(text.stdout)
+    assert set(lines) == {"ingest-core", "ingest-exporter", "ingest-archiver", "ontology"}, text.stdout
+    assert "not deployed" in lines["ingest-exporter"] and "not deployed" in lines["ingest-archiver"]
+    assert "st1" in lines["ingest-core"] and digest[:19] in lines["ingest-core"] and "INC-7 hotfix" in lines["ingest-core"]
+    assert "1/1" in lines["ingest-core"] and "deployed" in lines["ontology"]
+    assert "⚠" not in text.stdout and "drift" not in text.stderr
+    assert "config master@" in text.stdout
+
+    data = _status(cli, bed, "--env", "prod", "-o", "json").json()
+    prod = data["envs"]["prod"]
+    assert set(data) == {"envs"} and prod["context"] == "ingest-eks-prod" and prod["namespace"] == NS
+    assert set(prod["apps"]) == {"ingest-core", "ingest-exporter", "ingest-archiver", "ontology"}
+    core = prod["apps"]["ingest-core"]
+    assert core["deployed"] is True and core["revision"] == 1 and core["status"] == "deployed"
+    assert core["tag"] == "st1" and core["digest"] == digest and core["repo"] == f"{bed.registry.host}/ebi-ait/ingest-core"
+    assert core["image"] == core["live_image"] == f"{bed.registry.host}/ebi-ait/ingest-core:st1@{digest}"
+    assert (core["ready_replicas"], core["desired_replicas"], core["config_replicas"]) == (1, 1, 1)
+    assert core["reason"] == "INC-7 hotfix" and core["deployed_by"].count("@") == 1 and core["deployed_at"].endswith("Z")
+    assert core["config_sha"] == bed.deploy_repo.head("master")[:8] and prod["config"]["sha"] == bed.deploy_repo.head("master")
+    assert core["drift"] == []
+    assert prod["apps"]["ontology"]["tag"] == "st1" and prod["apps"]["ontology"]["drift"] == []  # bare-tag chart: tag compared
+    assert prod["apps"]["ingest-exporter"] == {**prod["apps"]["ingest-exporter"], "deployed": False, "status": "not deployed", "revision": None}
+
+    _set_image(bed, "ingest-core", f"{bed.registry.host}/ebi-ait/ingest-core:sneaky")
+    _set_image(bed, "ontology", "quay.io/ebi-ait/ontology:other")
+    drifted = _status(cli, bed, "--env", "prod")
+    assert drifted.code == 0, drifted.stderr
+    assert "⚠ ingest-core" in drifted.stdout and "runs sneaky" in drifted.stdout and "⚠ ontology" in drifted.stdout
+    assert "kubectl set image" in drifted.stderr and "helm rollback ingest-core 1" in drifted.stderr
+    apps = _status(cli, bed, "--env", "prod", "-o", "json").json()["envs"]["prod"]["apps"]
+    assert [d["kind"] for d in apps["ingest-core"]["drift"]] == ["image"]
+    assert apps["ingest-core"]["live_image"].endswith(":sneaky") and [d["kind"] for d in apps["ontology"]["drift"]] == ["image"]
+    assert apps["ingest-exporter"]["drift"] == []
+
+    # a deploy-config repo that cannot be fetched is a warning; the rest still works
+    unreachable_repo = write_bed_config(
+        tmp_path / "norepo.yaml", registry_url=bed.registry.url, deploy_url=str(tmp_path / "no-such-repo.git"), helm=bed.helm
+    )
+    degraded = _status(cli, bed, "--env", "prod", "--app", "ingest-core", "-o", "json", config=unreachable_repo)
+    assert degraded.code == 0, degraded.stderr
+    assert "deploy config not read" in degraded.stderr and "replicas not checked" in degraded.stderr
+    assert degraded.json()["envs"]["prod"]["apps"]["ingest-core"]["config_replicas"] is None
+    for result in (text, drifted, degraded):
+        assert KUBE_TOKEN not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_replicas_drift_and_several_envs(cli, bed):
+    publish(bed, "ingest-core", "rep1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "rep1", "--yes").code == 0
+    sha = bed.deploy_repo.set_replicas("prod", "INGEST_CORE_REPLICAS", 3)
+    try:
+        result = _status(cli, bed, "--env", "prod", "--env", "staging", "--app", "ingest-core", "--app", "ingest-exporter", "-o", "json")
+        text = _status(cli, bed, "--env", "prod", "--env", "staging", "--app", "ingest-core", "--app", "ingest-exporter")
+    finally:
+        bed.deploy_repo.set_replicas("prod", "INGEST_CORE_REPLICAS", 1)
+
+    assert result.code == 0, result.stderr
+    envs = result.json()["envs"]
+    assert set(envs) == {"prod", "staging"} and envs["staging"]["context"] == "ingest-eks-staging"
+    core = envs["prod"]["apps"]["ingest-core"]
+    assert (core["config_replicas"], core["desired_replicas"]) == (3, 1)
+    assert [d["kind"] for d in core["drift"]] == ["replicas"] and envs["prod"]["config"]["sha"] == sha
+    assert "config repo changed" in core["drift"][0]["message"] and "--tag rep1" in core["drift"][0]["hint"]
+    assert envs["staging"]["apps"]["ingest-core"]["status"] == "not deployed"
+    assert set(envs["prod"]["apps"]) == set(envs["staging"]["apps"]) == {"ingest-core", "ingest-exporter"}
+
+    assert text.code == 0, text.stderr
+    header = text.stdout.split("ingest-core")[0]
+    assert "prod (ingest-eks-prod)" in header and "staging (ingest-eks-staging)" in header and "APP" in header
+    assert "⚠ replicas: config 3 ≠ 1" in text.stdout and "r1 deployed" in text.stdout and "not deployed" in text.stdout
+
+
+def test_unknown_env_missing_context_and_unreachable_cluster(cli, bed, tmp_path):
+    from manual_deploy.sandbox.kube.kubeconfig import write_kubeconfig
+
+    unknown = _status(cli, bed, "--env", "qa")
+    assert unknown.code == 2 and "unknown environment 'qa'" in unknown.stderr
+
+    unknown_app = _status(cli, bed, "--env", "prod", "--app", "ingest-nope")
+    assert unknown_app.code == 2 and "unknown app" in unknown_app.stderr
+
+    dev_only = write_kubeconfig(tmp_path / "dev-only", {"ingest-eks-dev": (bed.kube.url, "dev-environment")})
+    missing = _status(cli, bed, "--env", "dev", "--env", "prod", "--kubeconfig", dev_only, "-o", "json")
+    assert missing.code == 3, missing.stderr
+    assert "'ingest-eks-prod' is not in" in missing.stderr and missing.json()["exit_code"] == 3
+    assert bed.kube.requests == []  # refused before anything talked to a cluster
+
+    half = write_kubeconfig(tmp_path / "half", {"ingest-eks-prod": (bed.kube.url, NS), "ingest-eks-dev": ("http://127.0.0.1:9", "dev-environment")},
+                            token=KUBE_TOKEN)
+    partial = _status(cli, bed, "--env", "prod", "--env", "dev", "--app", "ingest-core", "--kubeconfig", half)
+    assert partial.code == 1, partial.stderr  # one env unreadable: the others are still shown
+    assert "dev: cluster ingest-eks-dev (http://127.0.0.1:9) is unreachable" in partial.stderr
+    assert "✗ cluster not read" in partial.stdout and "not deployed" in partial.stdout
+
+    bed.kube.stop()
+    down = _status(cli, bed, "--env", "prod")
+    assert down.code == 1, down.stderr
+    assert "unreachable" in down.stderr and "next:" in down.stderr
+    assert "Traceback" not in down.stderr and KUBE_TOKEN not in down.stdout + down.stderr
+
+
+def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
+    """Ten apps must not take ten times one app: helm calls overlap, up to a bound."""
+    from manual_deploy import status
+    from manual_deploy.helm import Revision
+    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+
+    apps = [f"ingest-app{i}" for i in range(10)]
+    config = write_bed_config(tmp_path / "ten.yaml", registry_url="http://127.0.0.1:9", deploy_url="/nowhere", helm=HELMS["helm3"])
+    config.write_text(config.read_text().split("apps:")[0] + "apps:\n" + "".join(f"  {a}: {{}}\n" for a in apps))
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts("http://127.0.0.1:9"))))
+    in_flight, peak = 0, 0
+
+    class SlowHelm:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        async def _slow(self, value):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.3)
+            in_flight -= 1
+            return value
+
+        async def current(self, release, namespace):
+            return await self._slow(Revision(1, "deployed", "2024-05-01T10:00:00.123456789Z", "Upgrade complete"))
+
+        async def values(self, release, namespace, number):
+            return await self._slow({"image": f"quay.io/ebi-ait/{release}:t1"})
+
+    monkeypatch.setattr(status, "HelmDriver", SlowHelm)
+    monkeypatch.setattr(status, "live_deployments", lambda target: {})
+    monkeypatch.setattr(status, "expected_replicas", lambda config, envs, apps: {e: status.ConfigReading() for e in envs})
+
+    started = time.monotonic()
+    result = cli("--config", config, "status", "--env", "prod", "-o", "json")
+    took = time.monotonic() - started
+
+    assert result.code == 0, result.stderr
+    rows = result.json()["envs"]["prod"]["apps"]
+    assert set(rows) == set(apps) and rows["ingest-app3"]["description"] == "Upgrade complete"
+    assert rows["ingest-app3"]["deployed_by"] is None and rows["ingest-app3"]["deployed_at"] == "2024-05-01T10:00:00Z"
+    assert [d["kind"] for d in rows["ingest-app3"]["drift"]] == ["deployment"]  # a release without its Deployment
+    assert 1 < peak <= status.MAX_PARALLEL_READS
+    assert took < 10 * 0.6 / 2, took  # sequential would be 6 s
+
+
+def test_description_and_image_parsing():
+    from manual_deploy.status import parse_description, split_image
+
+    made = parse_description("manual-deploy by alice@laptop#42; reason: INC-1; fix it; image: quay.io/ebi-ait/x:t@sha256:ab; config: 0123abcd")
+    assert made.by == "alice@laptop#42" and made.reason == "INC-1; fix it" and made.config_sha == "0123abcd"
+    assert parse_description("manual-deploy by a@b#1; reason: -; image: x; config: 0123abcd").reason is None
+    assert parse_description("Upgrade complete") is None and parse_description("Rollback to 2") is None
+    assert split_image("quay.io/ebi-ait/x:t1@sha256:ff") == ("quay.io/ebi-ait/x", "t1", "sha256:ff")
+    assert split_image("127.0.0.1:5000/ebi-ait/x:t1") == ("127.0.0.1:5000/ebi-ait/x", "t1", None)
+    assert split_image("127.0.0.1:5000/ebi-ait/x") == ("127.0.0.1:5000/ebi-ait/x", None, None)
+    assert split_image("1.0.50") == (None, "1.0.50", None)
