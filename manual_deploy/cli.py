@@ -14,6 +14,12 @@ import typer
 
 from manual_deploy import __version__, errors
 from manual_deploy.commands import apply as apply_cmd
+from manual_deploy.commands import deploy as deploy_cmd
+from manual_deploy.commands import doctor as doctor_cmd
+from manual_deploy.commands import history as history_cmd
+from manual_deploy.commands import promote as promote_cmd
+from manual_deploy.commands import rollback as rollback_cmd
+from manual_deploy.commands import status as status_cmd
 from manual_deploy.commands import tag as tag_cmd
 from manual_deploy.commands import wait_image as wait_image_cmd
 from manual_deploy.redact import redact
@@ -68,6 +74,12 @@ def root(
 app.command("tag", help=tag_cmd.HELP, epilog=EXIT_CODES_HELP)(tag_cmd.command)
 app.command("wait-image", help=wait_image_cmd.HELP, epilog=EXIT_CODES_HELP)(wait_image_cmd.command)
 app.command("apply", help=apply_cmd.HELP, epilog=EXIT_CODES_HELP)(apply_cmd.command)
+app.command("deploy", help=deploy_cmd.HELP, epilog=EXIT_CODES_HELP)(deploy_cmd.command)
+app.command("promote", help=promote_cmd.HELP, epilog=EXIT_CODES_HELP)(promote_cmd.command)
+app.command("rollback", help=rollback_cmd.HELP, epilog=EXIT_CODES_HELP)(rollback_cmd.command)
+app.command("status", help=status_cmd.HELP, epilog=EXIT_CODES_HELP)(status_cmd.command)
+app.command("history", help=history_cmd.HELP, epilog=EXIT_CODES_HELP)(history_cmd.command)
+app.command("doctor", help=doctor_cmd.HELP, epilog=EXIT_CODES_HELP)(doctor_cmd.command)
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose"}

@@ -303,7 +303,28 @@ class Apply:
                 and plan.current_values == new_values
                 and f"config: {self.deploy.sha[:8]}" in plan.current.description
             )
+            if plan.unchanged:
+                drift = await asyncio.to_thread(self._live_drift, plan)
+                if drift:
+                    plan.unchanged = False
+                    self.out.warn(f"{plan.app.name}: the cluster differs from revision {plan.current.number} ({drift}); re-applying it")
             self.out.info(f"  {self._plan_line(plan)}")
+
+    def _live_drift(self, plan: AppPlan) -> str | None:
+        """What someone changed behind helm's back (kubectl set image/scale), or None."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            deployment = client.AppsV1Api(self.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
+        except ApiException as exc:
+            return "its Deployment is missing" if exc.status == 404 else None
+        images = [c.image for c in deployment.spec.template.spec.containers]
+        if not any(image == plan.image_value or image.endswith(f":{plan.image_value}") for image in images):
+            return f"it runs {', '.join(images)}"
+        if plan.replicas is not None and deployment.spec.replicas != plan.replicas:
+            return f"{deployment.spec.replicas} replicas instead of {plan.replicas}"
+        return None
 
     def _plan_line(self, plan: AppPlan) -> str:
         new = f"image {plan.image_value}" + (f", replicas {plan.replicas}" if plan.replicas is not None else "")
@@ -344,18 +365,9 @@ class Apply:
         return "".join(lines)
 
     def confirm(self, plans: list[AppPlan]) -> None:
-        if not self.env.confirm or self.request.yes or all(p.unchanged for p in plans):
+        if all(p.unchanged for p in plans):
             return
-        env = self.request.env
-        if not sys.stdin.isatty():
-            raise Refused(f"deploying to {env} needs confirmation and there is no terminal to ask on", hint="re-run with --yes")
-        self.out.info(f"About to deploy to {env} ({self.target.context}). Type the environment name to continue:")
-        try:
-            answer = input("> ").strip()
-        except EOFError:
-            answer = ""
-        if answer != env:
-            raise Refused(f"confirmation did not match {env!r}; nothing was changed", hint="re-run and type the env name, or pass --yes")
+        confirm_env(self.request.env, self.env.confirm, self.request.yes, self.out, self.target.context)
 
     # per app -------------------------------------------------------------------------------------
 
@@ -469,26 +481,8 @@ class Apply:
             )
         )
         verifier = RolloutVerifier(self.kube_client(), ns, plan.app.release, grace_s=self.request.grace_s)
-        started = last_line = time.monotonic()
-        failure = None
-        try:
-            while not upgrade.done():
-                done, _ = await asyncio.wait({upgrade}, timeout=1.0)
-                if done:
-                    break
-                verdict, failure = await asyncio.to_thread(verifier.check)
-                if failure is not None:
-                    break
-                if time.monotonic() - last_line >= 9:
-                    last_line = time.monotonic()
-                    self.out.info(f"  {plan.app.name}: {verdict.message} ({format_duration(last_line - started)} elapsed)")
-        except BaseException:
-            upgrade.cancel()
-            await asyncio.gather(upgrade, return_exceptions=True)
-            raise
+        failure = await watch_helm(upgrade, verifier, self.out, plan.app.name)
         if failure is not None:
-            upgrade.cancel()
-            await asyncio.gather(upgrade, return_exceptions=True)
             self.out.error(f"{plan.app.name}: rollout failed, stopping helm and rolling back")
             self.out.info(failure.report())
             back = await self._roll_back_after_failure(plan)
@@ -564,6 +558,50 @@ class Apply:
             "lock_broken_from": lock.broken.identity if lock.broken else None,
         }
         audit.record(entry)
+
+
+async def watch_helm(task: asyncio.Task, verifier: RolloutVerifier, out: Output, label: str):
+    """Poll the rollout while helm waits; on a pod failure past grace stop helm and return the failure.
+
+    helm's own --wait cannot tell a crash-looping pod from a slow one (helm 3 waits out --timeout);
+    this can. Whatever happens (also Ctrl-C), helm is not left running.
+    """
+    started = last_line = time.monotonic()
+    failure = None
+    try:
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                break
+            verdict, failure = await asyncio.to_thread(verifier.check)
+            if failure is not None:
+                break
+            if time.monotonic() - last_line >= 9:
+                last_line = time.monotonic()
+                out.info(f"  {label}: {verdict.message} ({format_duration(last_line - started)} elapsed)")
+    except BaseException:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    if failure is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return failure
+
+
+def confirm_env(env: str, needs_confirmation: bool, yes: bool, out: Output, context: str, action: str = "deploy to") -> None:
+    """prod-like envs: the engineer types the env name; no terminal and no --yes → refuse, never hang."""
+    if not needs_confirmation or yes:
+        return
+    if not sys.stdin.isatty():
+        raise Refused(f"{action} {env} needs confirmation and there is no terminal to ask on", hint="re-run with --yes")
+    out.info(f"About to {action} {env} ({context}). Type the environment name to continue:")
+    try:
+        answer = input("> ").strip()
+    except EOFError:
+        answer = ""
+    if answer != env:
+        raise Refused(f"confirmation did not match {env!r}; nothing was changed", hint="re-run and type the env name, or pass --yes")
 
 
 def _merged(values: list[dict]) -> dict:

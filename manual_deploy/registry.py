@@ -155,15 +155,36 @@ class RegistryClient:
     def _secrets(self) -> tuple[str | None, ...]:
         return (*self.credentials.secrets(), *self._tokens.values())
 
-    def _send(self, method: str, url: str, repository: str) -> requests.Response:
+    def _send(self, method: str, url: str, repository: str, *, body: bytes | None = None, content_type: str | None = None) -> requests.Response:
         headers = {"Accept": MANIFEST_ACCEPT}
+        if content_type:
+            headers["Content-Type"] = content_type
         token = self._tokens.get(repository)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            return self.session.request(method, url, headers=headers, timeout=DEFAULT_TIMEOUT, allow_redirects=True)
+            return self.session.request(method, url, headers=headers, data=body, timeout=DEFAULT_TIMEOUT, allow_redirects=True)
         except requests.RequestException as exc:
             raise TransientError(redact(f"registry {self.host} unreachable: {type(exc).__name__}", *self._secrets())) from None
+
+    def _request(self, method: str, repository: str, reference: str, **kwargs) -> requests.Response:
+        """One registry call; a 401 is answered once with a token for the scope the challenge names."""
+        url = f"{self.base_url}/v2/{repository}/manifests/{reference}"
+        response = self._send(method, url, repository, **kwargs)
+        if response.status_code == 401:
+            self._tokens.pop(repository, None)
+            self._authorize(repository, response)
+            response = self._send(method, url, repository, **kwargs)
+            if response.status_code == 401:
+                raise Refused(
+                    f"no access to {self.host}/{repository}: the registry refused our token",
+                    hint="for a private repository or a push set QUAY_USERNAME and QUAY_PASSWORD (a robot account works)",
+                )
+        if response.status_code == 403:
+            raise Refused(f"no access to {self.host}/{repository} (HTTP 403)", hint="check QUAY_USERNAME/QUAY_PASSWORD")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _transient(f"registry {self.host}", response)
+        return response
 
     @property
     def host(self) -> str:
@@ -171,29 +192,32 @@ class RegistryClient:
 
     def head_manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest at `reference` (tag or digest), or None when the registry does not have it."""
-        url = f"{self.base_url}/v2/{repository}/manifests/{reference}"
-        response = self._send("HEAD", url, repository)
-        if response.status_code == 401:
-            self._tokens.pop(repository, None)
-            self._authorize(repository, response)
-            response = self._send("HEAD", url, repository)
-            if response.status_code == 401:
-                raise Refused(
-                    f"no access to {self.host}/{repository}: the registry refused our token",
-                    hint="for a private repository set QUAY_USERNAME and QUAY_PASSWORD (a robot account works)",
-                )
+        response = self._request("HEAD", repository, reference)
         if response.status_code == 200:
-            digest = response.headers.get("Docker-Content-Digest", "")
-            if not digest.startswith("sha256:"):
-                raise OperationFailed(f"registry {self.host} sent no Docker-Content-Digest for {repository}:{reference}")
-            return Manifest(digest=digest, media_type=response.headers.get("Content-Type", "").split(";")[0])
+            return self._manifest(response, repository, reference)
         if response.status_code == 404:
             return None
-        if response.status_code == 403:
-            raise Refused(f"no access to {self.host}/{repository} (HTTP 403)", hint="check QUAY_USERNAME/QUAY_PASSWORD")
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _transient(f"registry {self.host}", response)
         raise OperationFailed(f"registry {self.host} answered HTTP {response.status_code} for {repository}:{reference}")
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[Manifest, bytes]:
+        """The manifest's exact bytes (a retag must PUT the same bytes to keep the digest)."""
+        response = self._request("GET", repository, reference)
+        if response.status_code != 200:
+            raise OperationFailed(f"registry {self.host} answered HTTP {response.status_code} for {repository}@{reference}")
+        return self._manifest(response, repository, reference), response.content
+
+    def put_manifest(self, repository: str, tag: str, manifest: Manifest, body: bytes) -> str:
+        """Tag existing content: PUT the same manifest bytes under `tag`; returns the digest the registry reports."""
+        response = self._request("PUT", repository, tag, body=body, content_type=manifest.media_type)
+        if response.status_code not in (200, 201):
+            raise OperationFailed(f"registry {self.host} refused tag {tag} for {repository}: HTTP {response.status_code}")
+        return response.headers.get("Docker-Content-Digest", manifest.digest)
+
+    def _manifest(self, response: requests.Response, repository: str, reference: str) -> Manifest:
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if not digest.startswith("sha256:"):
+            raise OperationFailed(f"registry {self.host} sent no Docker-Content-Digest for {repository}:{reference}")
+        return Manifest(digest=digest, media_type=response.headers.get("Content-Type", "").split(";")[0])
 
     def _authorize(self, repository: str, response: requests.Response) -> None:
         """Answer a Bearer challenge: fetch a token from its realm (Basic auth if we have credentials)."""

@@ -34,11 +34,13 @@ class Bed:
         return client.AppsV1Api(api), client.CoreV1Api(api), client.CoordinationV1Api(api)
 
 
-def write_bed_config(path: Path, *, registry_url: str, deploy_url: str, helm: Path, cluster_server: str | None = None) -> Path:
+def write_bed_config(path: Path, *, registry_url: str, deploy_url: str, helm: Path, cluster_server: str | None = None,
+                     api_url: str | None = None) -> Path:
     server = f", cluster_server: '{cluster_server}'" if cluster_server else ""
+    api_url = api_url or f"{registry_url}/api/v1"
     path.write_text(
         f"""
-registry: {{url: "{registry_url}", api_url: "{registry_url}/api/v1", namespace: ebi-ait}}
+registry: {{url: "{registry_url}", api_url: "{api_url}", namespace: ebi-ait}}
 deployment_repo: {{url: "{deploy_url}"}}
 helm: {{executable: "{helm}"}}
 environments:

@@ -284,3 +284,16 @@ def test_kube_context_override_is_loud(cli, bed):
     assert result.code == 0, result.stderr
     assert "warning: --kube-context ingest-eks-staging overrides prod's configured context ingest-eks-prod" in result.stderr
     assert "context ingest-eks-staging" in result.stderr
+
+
+def test_drift_behind_helms_back_is_repaired_not_called_no_change(cli, bed):
+    publish(bed, "ingest-core", "drift1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "drift1", "--yes").code == 0
+    apps_api, _, _ = bed.apps_api()
+    apps_api.patch_namespaced_deployment("ingest-core", NS, {"spec": {"template": {"spec": {"containers": [{"name": "ingest-core", "image": "busybox:hand-made"}]}}}})
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "drift1", "--yes")
+
+    assert result.code == 0, result.stderr
+    assert "the cluster differs from revision 1 (it runs busybox:hand-made); re-applying it" in result.stderr
+    assert ":drift1@" in apps_api.read_namespaced_deployment("ingest-core", NS).spec.template.spec.containers[0].image

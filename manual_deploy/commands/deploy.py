@@ -1,0 +1,66 @@
+"""`manual-deploy deploy`: tag → wait-image → apply in one re-runnable command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+HELP = (
+    "The whole chain in one command, run in the app checkout: tag the commit (release format for --env, "
+    "on the env's source branch), wait for quay.io's image, apply it to --env.\n\n"
+    "Each finished step is recorded; re-running after a failure resumes at the first unfinished step and "
+    "says so (a new commit or --restart starts over). Takes the flags of the three steps."
+)
+
+
+def command(
+    ctx: typer.Context,
+    env: str = typer.Option(..., "--env", metavar="ENV", help="Environment to deploy to."),
+    app: Optional[str] = typer.Option(None, "--app", metavar="APP", help="App (default: from the remote URL)."),
+    repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="The app's git checkout."),
+    commit: str = typer.Option("HEAD", "--commit", metavar="REF", help="Commit to ship."),
+    remote: str = typer.Option("origin", "--remote", metavar="NAME", help="Git remote."),
+    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the tag, release and audit log."),
+    allow_unmerged: bool = typer.Option(False, "--allow-unmerged", help="Tag a commit not on the env's source branch (recorded)."),
+    image_timeout: str = typer.Option("45m", "--image-timeout", metavar="DURATION", help="wait-image --timeout."),
+    no_build_timeout: str = typer.Option("10m", "--no-build-timeout", metavar="DURATION", help="wait-image --no-build-timeout."),
+    restart: bool = typer.Option(False, "--restart", help="Ignore recorded progress and start at tag."),
+    config_ref: Optional[str] = typer.Option(None, "--config-ref", metavar="REF", help="Deploy-config branch/tag/SHA."),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig file."),
+    kube_context: Optional[str] = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns)."),
+    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
+    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    break_lock: bool = typer.Option(False, "--break-lock", help="Take over a deploy lock (recorded)."),
+    force_refresh: bool = typer.Option(False, "--force-refresh", help="Delete the Deployment first (downtime)."),
+    replicas: Optional[int] = typer.Option(None, "--replicas", metavar="N", help="Override the replica count."),
+    no_digest: bool = typer.Option(False, "--no-digest", help="Deploy repo:tag without the digest."),
+    recover: bool = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first."),
+    post_check: Optional[str] = typer.Option(None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy."),
+    rollback_on_check_failure: bool = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails."),
+) -> None:
+    from manual_deploy.commands.apply import _text
+    from manual_deploy.deploy import ApplyRequest
+    from manual_deploy.durations import parse_duration
+    from manual_deploy.oneshot import DeployRequest, run_deploy
+    from manual_deploy.postcheck import parse_post_check
+
+    session = ctx.obj
+    apply_request = ApplyRequest(
+        env=env, config_ref=config_ref, kubeconfig=kubeconfig, kube_context=kube_context,
+        timeout_s=parse_duration(timeout, option="--timeout"), grace_s=parse_duration(grace, option="--grace"),
+        reason=reason, yes=yes, break_lock=break_lock, force_refresh=force_refresh, replicas=replicas,
+        no_digest=no_digest, recover=recover,
+        post_check=tuple(parse_post_check(post_check)) if post_check is not None else None,
+        rollback_on_check_failure=rollback_on_check_failure,
+    )
+    request = DeployRequest(
+        env=env, repo=str(repo), commit=commit, remote=remote, app=app, reason=reason, allow_unmerged=allow_unmerged,
+        image_timeout_s=parse_duration(image_timeout, option="--image-timeout"),
+        no_build_timeout_s=parse_duration(no_build_timeout, option="--no-build-timeout"), restart=restart,
+        apply=apply_request,
+    )
+    summary = run_deploy(session.config(), request, session.out)
+    session.out.result(summary, _text(summary))

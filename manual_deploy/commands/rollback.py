@@ -1,0 +1,39 @@
+"""`manual-deploy rollback`: back to the previous good helm revision, verified like a deploy."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+HELP = (
+    "Roll an app back to the previous successfully deployed helm revision (or --revision N).\n\n"
+    "Shows what it goes back to (image, when, by whom), then the same target check, confirmation (prod), "
+    "lock, wait, fail-fast verification, audit record and team message as apply."
+)
+
+
+def command(
+    ctx: typer.Context,
+    env: str = typer.Option(..., "--env", metavar="ENV", help="Environment."),
+    app: str = typer.Option(..., "--app", metavar="APP", help="App to roll back."),
+    revision: Optional[int] = typer.Option(None, "--revision", metavar="N", help="Helm revision to go back to."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded."),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig file."),
+    kube_context: Optional[str] = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns)."),
+    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
+    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop."),
+    break_lock: bool = typer.Option(False, "--break-lock", help="Take over a deploy lock held by someone else (recorded)."),
+) -> None:
+    from manual_deploy.durations import parse_duration
+    from manual_deploy.rollback import RollbackRequest, run_rollback
+
+    session = ctx.obj
+    request = RollbackRequest(
+        env=env, app=app, revision=revision, yes=yes, reason=reason, kubeconfig=kubeconfig, kube_context=kube_context,
+        timeout_s=parse_duration(timeout, option="--timeout"), grace_s=parse_duration(grace, option="--grace"),
+        break_lock=break_lock,
+    )
+    result = run_rollback(session.config(), request, session.out)
+    session.out.result(result, f"{result['app']}\t{result['env']}\t{result['result']}\trevision {result['new_revision']}\t{result['image']}")
