@@ -12,10 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test: system-deps venv tools ## install everything, then run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: venv ## run the whole chain on a local sandbox (arrives with the sandbox issue)
-	@echo "make demo: the local drill sandbox is not built yet; it arrives with the sandbox issue."
-	@echo "Meanwhile, this is what the CLI offers:"
-	@$(VENV)/bin/manual-deploy --help
+demo: system-deps venv tools ## the whole chain on a local sandbox, then a failed-build and a crash drill
+	MANUAL_DEPLOY_HELM=$(CURDIR)/.tools/helm3 bash scripts/demo.sh
 
 venv: $(STAMP)
 

@@ -19,6 +19,7 @@ from manual_deploy.commands import doctor as doctor_cmd
 from manual_deploy.commands import history as history_cmd
 from manual_deploy.commands import promote as promote_cmd
 from manual_deploy.commands import rollback as rollback_cmd
+from manual_deploy.commands import sandbox as sandbox_cmd
 from manual_deploy.commands import status as status_cmd
 from manual_deploy.commands import tag as tag_cmd
 from manual_deploy.commands import wait_image as wait_image_cmd
@@ -80,6 +81,7 @@ app.command("rollback", help=rollback_cmd.HELP, epilog=EXIT_CODES_HELP)(rollback
 app.command("status", help=status_cmd.HELP, epilog=EXIT_CODES_HELP)(status_cmd.command)
 app.command("history", help=history_cmd.HELP, epilog=EXIT_CODES_HELP)(history_cmd.command)
 app.command("doctor", help=doctor_cmd.HELP, epilog=EXIT_CODES_HELP)(doctor_cmd.command)
+app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose"}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then two drills.
+# Everything below is the tool's real output; the sandbox is stopped whatever happens.
+set -uo pipefail
+MD="${MD:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/manual-deploy}"
+DIR="$(mktemp -d -t manual-deploy-demo.XXXXXX)"
+trap '"$MD" sandbox down --dir "$DIR"; rm -rf "$DIR"' EXIT
+
+say() { printf '\n\033[1m━━ %s\033[0m\n' "$*" >&2; }
+run() { printf '\033[36m$ %s\033[0m\n' "$*" >&2; "$@"; }
+expect_fail() { printf '\033[36m$ %s\033[0m\n' "$*" >&2; "$@"; local rc=$?; printf '(exit %s: the drill expected this failure)\n' "$rc" >&2; [ "$rc" -ne 0 ]; }
+
+say "Bring up the sandbox: registry, quay stand-in, emulated EKS contexts, app + config repos"
+run "$MD" sandbox up --dir "$DIR" >/dev/null || exit 1
+eval "$("$MD" sandbox env --dir "$DIR")"
+cd "$DIR/apps/ingest-core" || exit 1
+run "$MD" doctor --env prod || exit 1
+
+say "1. Tag the commit to ship (prod: it must be on master)"
+run "$MD" tag --env prod --reason "demo: GitLab is down" || exit 1
+say "2. Wait for quay.io to build it"
+run "$MD" wait-image || exit 1
+say "3. Deploy to prod and prove it is live"
+run "$MD" apply --env prod --yes --reason "demo: GitLab is down" || exit 1
+run "$MD" status --env prod --app ingest-core --app ingest-exporter || exit 1
+
+say "Drill 1: a commit that breaks the build — wait-image stops at once with the build page"
+git commit -q --allow-empty -m "refactor upload service [fail build]" && git push -q origin master
+run "$MD" tag --env prod || exit 1
+expect_fail "$MD" wait-image || exit 1
+
+say "Drill 2: an image that crashes on start — apply stops early and rolls back"
+git commit -q --allow-empty -m "new mongo client [crash]" && git push -q origin master
+run "$MD" tag --env prod || exit 1
+run "$MD" wait-image || exit 1
+expect_fail "$MD" apply --env prod --yes --grace 5s --reason "demo: crash drill" || exit 1
+run "$MD" status --env prod --app ingest-core || exit 1
+run "$MD" history --env prod --app ingest-core || exit 1
+
+say "Done: the sandbox is stopped on exit."

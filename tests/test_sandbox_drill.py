@@ -1,0 +1,44 @@
+"""`manual-deploy sandbox up|env|down`: the drill environment starts, builds pushed tags, and stops cleanly."""
+
+from __future__ import annotations
+
+import time
+
+from manual_deploy.sandbox.drill import pid_alive, read_ready
+from manual_deploy.sandbox.gitrepos import git
+
+
+def test_up_twice_env_build_trigger_down_twice(cli, tmp_path):
+    directory = tmp_path / "sb"
+    first = cli("sandbox", "up", "--dir", directory)
+    try:
+        assert first.code == 0, first.stderr
+        ready = read_ready(directory)
+        assert pid_alive(ready["pid"]) and pid_alive(ready["registry_pid"])
+        assert "export MANUAL_DEPLOY_CONFIG=" in first.stdout and "export KUBECONFIG=" in first.stdout
+
+        again = cli("sandbox", "up", "--dir", directory)
+        assert again.code == 0 and "already up" in again.stderr
+        env = cli("sandbox", "env", "--dir", directory)
+        assert env.code == 0 and f"export KUBECONFIG={ready['kubeconfig']}" in env.stdout
+
+        checkout = directory / "apps" / "ingest-core"
+        git(checkout, "commit", "-q", "--allow-empty", "-m", "break it [fail build]")
+        git(checkout, "tag", "drill-1")
+        git(checkout, "push", "-q", "origin", "master", "refs/tags/drill-1")
+        import requests
+
+        deadline = time.monotonic() + 20
+        phase = None
+        while time.monotonic() < deadline and phase != "error":
+            builds = requests.get(f"{ready['quay_api']}/repository/ebi-ait/ingest-core/build/", timeout=5).json()["builds"]
+            phase = builds[0]["phase"] if builds else None
+            time.sleep(0.3)
+        assert phase == "error"
+    finally:
+        down = cli("sandbox", "down", "--dir", directory)
+    assert down.code == 0 and "stopped" in down.stdout
+    assert not pid_alive(ready["pid"]) and not pid_alive(ready["registry_pid"])
+    twice = cli("sandbox", "down", "--dir", directory)
+    assert twice.code == 0 and "not running" in twice.stdout
+    assert cli("sandbox", "env", "--dir", directory).code == 2
