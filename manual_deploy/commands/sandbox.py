@@ -24,8 +24,22 @@ def _dir(directory: Optional[Path]) -> Path:
     return paths.state_dir() / "sandbox"
 
 
+def _require_extra() -> None:
+    """The sandbox needs the [sandbox] extra (kmock); the deploy commands never do."""
+    try:
+        import kmock  # noqa: F401
+    except ImportError:
+        from manual_deploy.errors import UsageError
+
+        raise UsageError(
+            "the sandbox needs the optional [sandbox] dependencies",
+            hint="pip install 'manual-deploy[sandbox]' (or run `make demo` in a checkout)",
+        ) from None
+
+
 @sandbox_app.command("up", help="Start the sandbox (says so if it is already up).")
 def up(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP)) -> None:
+    _require_extra()
     from manual_deploy.sandbox.drill import env_lines, up as start
 
     session = ctx.obj
