@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from manual_deploy.sandbox.ports import pid_alive
+
 READY = "sandbox.json"
 LOG = "sandbox.log"
 APP = "ingest-core"
@@ -48,21 +50,6 @@ def read_ready(directory: Path) -> dict | None:
         return json.loads(ready_file(directory).read_text())
     except (OSError, ValueError):
         return None
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return True
 
 
 def find_helm_for_sandbox() -> str:

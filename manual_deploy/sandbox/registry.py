@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
-from manual_deploy.sandbox.ports import LOOPBACK, BackgroundHTTPServer, QuietHandler, free_port
+from manual_deploy.sandbox.ports import LOOPBACK, BackgroundHTTPServer, QuietHandler, free_port, pid_alive
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -78,7 +78,7 @@ class LocalRegistry:
         """True while the process is alive and not stopped by us."""
         if self._stopped:
             return False
-        return self._process.poll() is None if self._process is not None else _pid_alive(self.pid)
+        return self._process.poll() is None if self._process is not None else pid_alive(self.pid)
 
     def __enter__(self) -> LocalRegistry:
         return self
@@ -104,26 +104,11 @@ def _stop_pid(pid: int) -> None:
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + _STOP_GRACE
     for _ in range(int(_STOP_GRACE / _POLL_INTERVAL) + 1):
-        if not _pid_alive(pid) or time.monotonic() >= deadline:
+        if not pid_alive(pid) or time.monotonic() >= deadline:
             break
         time.sleep(_POLL_INTERVAL)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         _signal(pid, signal.SIGKILL)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
