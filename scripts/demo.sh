@@ -22,7 +22,7 @@ say "2. Wait for quay.io to build it"
 run "$MD" wait-image || exit 1
 say "3. Deploy to prod and prove it is live"
 run "$MD" apply --env prod --yes --reason "demo: GitLab is down" || exit 1
-run "$MD" status --env prod --app ingest-core --app ingest-exporter || exit 1
+run "$MD" status --env prod || exit 1
 
 say "Drill 1: a commit that breaks the build — wait-image stops at once with the build page"
 git commit -q --allow-empty -m "refactor upload service [fail build]" && git push -q origin master
