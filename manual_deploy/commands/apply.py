@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from manual_deploy.commands import _options as O
+
 HELP = (
     "Deploy the image to an environment with helm, the way GitLab's deploy job does, and prove it is live.\n\n"
     "Phases: target (the env's kube context, checked) → image (exists, pinned by digest) → config (replicas and "
@@ -23,23 +25,21 @@ def command(
     app: Optional[List[str]] = typer.Option(None, "--app", metavar="APP", help="App(s); repeat for several. Default: recorded."),
     image: Optional[str] = typer.Option(None, "--image", metavar="REF", help="Image repo:tag[@digest] (one app)."),
     tag: Optional[str] = typer.Option(None, "--tag", metavar="TAG", help="Image tag of the app's repository."),
-    config_ref: Optional[str] = typer.Option(None, "--config-ref", metavar="REF", help="Deploy-config branch/tag/SHA (default: the env's)."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config)."),
-    kube_context: Optional[str] = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns)."),
-    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
-    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back."),
-    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the release and the audit log."),
+    config_ref: Optional[str] = O.CONFIG_REF,
+    kubeconfig: Optional[str] = O.KUBECONFIG,
+    kube_context: Optional[str] = O.KUBE_CONTEXT,
+    timeout: str = O.TIMEOUT,
+    grace: str = O.GRACE,
+    reason: str = O.REASON,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and a manifest diff; change nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    break_lock: bool = typer.Option(False, "--break-lock", help="Take over a deploy lock held by someone else (recorded)."),
-    force_refresh: bool = typer.Option(False, "--force-refresh", help="Delete the Deployment first, like the Makefile (downtime)."),
-    replicas: Optional[int] = typer.Option(None, "--replicas", metavar="N", help="Override the replica count from the config repo."),
-    no_digest: bool = typer.Option(False, "--no-digest", help="Deploy repo:tag without pinning the digest."),
-    recover: bool = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first."),
-    post_check: Optional[str] = typer.Option(
-        None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy (no shell; MD_ENV, MD_APP, MD_IMAGE, MD_NAMESPACE set)."
-    ),
-    rollback_on_check_failure: bool = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails."),
+    yes: bool = O.YES,
+    break_lock: bool = O.BREAK_LOCK,
+    force_refresh: bool = O.FORCE_REFRESH,
+    replicas: Optional[int] = O.REPLICAS,
+    no_digest: bool = O.NO_DIGEST,
+    recover: bool = O.RECOVER,
+    post_check: Optional[str] = O.POST_CHECK,
+    rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
     repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="App checkout holding the recorded state."),
 ) -> None:
     from manual_deploy.deploy import ApplyRequest, run_apply

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from manual_deploy.commands import _options as O
+
 HELP = (
     "The whole chain in one command, run in the app checkout: tag the commit (release format for --env, "
     "on the env's source branch), wait for quay.io's image, apply it to --env.\n\n"
@@ -22,24 +24,24 @@ def command(
     repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="The app's git checkout."),
     commit: str = typer.Option("HEAD", "--commit", metavar="REF", help="Commit to ship."),
     remote: str = typer.Option("origin", "--remote", metavar="NAME", help="Git remote."),
-    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the tag, release and audit log."),
+    reason: str = O.REASON,
     allow_unmerged: bool = typer.Option(False, "--allow-unmerged", help="Tag a commit not on the env's source branch (recorded)."),
     image_timeout: str = typer.Option("45m", "--image-timeout", metavar="DURATION", help="wait-image --timeout."),
     no_build_timeout: str = typer.Option("10m", "--no-build-timeout", metavar="DURATION", help="wait-image --no-build-timeout."),
     restart: bool = typer.Option(False, "--restart", help="Ignore recorded progress and start at tag."),
-    config_ref: Optional[str] = typer.Option(None, "--config-ref", metavar="REF", help="Deploy-config branch/tag/SHA."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig file."),
-    kube_context: Optional[str] = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns)."),
-    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
-    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    break_lock: bool = typer.Option(False, "--break-lock", help="Take over a deploy lock (recorded)."),
-    force_refresh: bool = typer.Option(False, "--force-refresh", help="Delete the Deployment first (downtime)."),
-    replicas: Optional[int] = typer.Option(None, "--replicas", metavar="N", help="Override the replica count."),
-    no_digest: bool = typer.Option(False, "--no-digest", help="Deploy repo:tag without the digest."),
-    recover: bool = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first."),
-    post_check: Optional[str] = typer.Option(None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy."),
-    rollback_on_check_failure: bool = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails."),
+    config_ref: Optional[str] = O.CONFIG_REF,
+    kubeconfig: Optional[str] = O.KUBECONFIG,
+    kube_context: Optional[str] = O.KUBE_CONTEXT,
+    timeout: str = O.TIMEOUT,
+    grace: str = O.GRACE,
+    yes: bool = O.YES,
+    break_lock: bool = O.BREAK_LOCK,
+    force_refresh: bool = O.FORCE_REFRESH,
+    replicas: Optional[int] = O.REPLICAS,
+    no_digest: bool = O.NO_DIGEST,
+    recover: bool = O.RECOVER,
+    post_check: Optional[str] = O.POST_CHECK,
+    rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
 ) -> None:
     from manual_deploy.commands.apply import _text
     from manual_deploy.deploy import ApplyRequest

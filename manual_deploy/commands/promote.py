@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from manual_deploy.commands import _options as O
+
 HELP = (
     "Deploy to --to exactly the image (by digest) that runs healthy in --from, with --to's own replicas "
     "and values, through the same path as apply.\n\n"
@@ -20,12 +22,12 @@ def command(
     source: str = typer.Option(..., "--from", metavar="ENV", help="Environment whose running image to take."),
     target: str = typer.Option(..., "--to", metavar="ENV", help="Environment to deploy it to."),
     app: str = typer.Option(..., "--app", metavar="APP", help="App to promote."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = O.YES,
     retag: bool = typer.Option(False, "--retag", help="Also write GitLab's release tag for --to in the registry."),
-    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig file."),
-    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
-    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back."),
+    reason: str = O.REASON,
+    kubeconfig: Optional[str] = O.KUBECONFIG,
+    timeout: str = O.TIMEOUT,
+    grace: str = O.GRACE,
 ) -> None:
     from manual_deploy.commands.apply import _text
     from manual_deploy.durations import parse_duration

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from manual_deploy.commands import _options as O
+
 HELP = (
     "Roll an app back to the previous successfully deployed helm revision (or --revision N).\n\n"
     "Shows what it goes back to (image, when, by whom), then the same target check, confirmation (prod), "
@@ -18,13 +20,13 @@ def command(
     env: str = typer.Option(..., "--env", metavar="ENV", help="Environment."),
     app: str = typer.Option(..., "--app", metavar="APP", help="App to roll back."),
     revision: Optional[int] = typer.Option(None, "--revision", metavar="N", help="Helm revision to go back to."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig file."),
-    kube_context: Optional[str] = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns)."),
-    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout."),
-    grace: str = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop."),
-    break_lock: bool = typer.Option(False, "--break-lock", help="Take over a deploy lock held by someone else (recorded)."),
+    yes: bool = O.YES,
+    reason: str = O.REASON,
+    kubeconfig: Optional[str] = O.KUBECONFIG,
+    kube_context: Optional[str] = O.KUBE_CONTEXT,
+    timeout: str = O.TIMEOUT,
+    grace: str = O.GRACE,
+    break_lock: bool = O.BREAK_LOCK,
 ) -> None:
     from manual_deploy.durations import parse_duration
     from manual_deploy.rollback import RollbackRequest, run_rollback

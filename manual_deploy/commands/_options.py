@@ -1,0 +1,22 @@
+"""Options shared by the deploying commands, defined once so their names and help never diverge."""
+
+from __future__ import annotations
+
+import typer
+
+KUBECONFIG = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config).")
+KUBE_CONTEXT = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns).")
+TIMEOUT = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout.")
+GRACE = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back.")
+REASON = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the release and the audit log.")
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+BREAK_LOCK = typer.Option(False, "--break-lock", help="Take over a deploy lock held by someone else (recorded).")
+CONFIG_REF = typer.Option(None, "--config-ref", metavar="REF", help="Deploy-config branch/tag/SHA (default: the env's).")
+FORCE_REFRESH = typer.Option(False, "--force-refresh", help="Delete the Deployment first, like the Makefile (downtime).")
+REPLICAS = typer.Option(None, "--replicas", metavar="N", help="Override the replica count from the config repo.")
+NO_DIGEST = typer.Option(False, "--no-digest", help="Deploy repo:tag without pinning the digest.")
+RECOVER = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first.")
+POST_CHECK = typer.Option(
+    None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy (no shell; MD_ENV, MD_APP, MD_IMAGE, MD_NAMESPACE set)."
+)
+ROLLBACK_ON_CHECK_FAILURE = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails.")
