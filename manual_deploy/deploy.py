@@ -28,7 +28,7 @@ from manual_deploy.redact import redact
 from manual_deploy.verify import RolloutVerifier
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
-MAX_PARALLEL_APPS = 4
+MAX_PARALLEL_APPS = 8
 _IMAGE_REF = re.compile(r"^(?P<repo>[a-z0-9.:-]+(?:/[a-z0-9._-]+)+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
 
@@ -116,6 +116,16 @@ class Phases:
 
 
 # --- phase helpers --------------------------------------------------------------------------------
+
+
+def _warm_up_kubernetes_client() -> None:
+    """Import the kubernetes API modules (~1 s) in the background while the early phases talk to git and the registry."""
+    import threading
+
+    def load() -> None:
+        from kubernetes.client import AppsV1Api, CoordinationV1Api, CoreV1Api  # noqa: F401
+
+    threading.Thread(target=load, name="kubernetes-import", daemon=True).start()
 
 
 def _validate_flags(request: ApplyRequest) -> None:
@@ -238,6 +248,7 @@ class Apply:
     def prepare(self) -> list[AppPlan]:
         request, config = self.request, self.config
         _validate_flags(request)
+        _warm_up_kubernetes_client()
         names = choose_apps(request, self.recorded)
         apps = [config.app(name) for name in dict.fromkeys(names)]
         with self.phases("target"):
@@ -286,29 +297,39 @@ class Apply:
         return self.helm
 
     async def plan(self, plans: list[AppPlan]) -> None:
-        helm, namespace = self._helm(), self.target.namespace
+        """Read every app's live release at once; each helm read is a process of its own."""
+        semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
+
+        async def one(plan: AppPlan) -> None:
+            async with semaphore:
+                await self._plan_one(plan)
+
+        await asyncio.gather(*(one(plan) for plan in plans))
         for plan in plans:
-            release = plan.app.release
-            try:
-                plan.current = await helm.current(release, namespace)
-                if plan.current:
-                    plan.current_values = await helm.values(release, namespace, plan.current.number)
-            except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth
-                raise helm_error(exc, f"cannot read release {release} in {self.target.context}/{namespace}") from None
-            self._refuse_pending(plan)
-            new_values = _merged(plan.values)
-            plan.unchanged = bool(
-                plan.current
-                and plan.current.status == "deployed"
-                and plan.current_values == new_values
-                and f"config: {self.deploy.sha[:8]}" in plan.current.description
-            )
-            if plan.unchanged:
-                drift = await asyncio.to_thread(self._live_drift, plan)
-                if drift:
-                    plan.unchanged = False
-                    self.out.warn(f"{plan.app.name}: the cluster differs from revision {plan.current.number} ({drift}); re-applying it")
             self.out.info(f"  {self._plan_line(plan)}")
+
+    async def _plan_one(self, plan: AppPlan) -> None:
+        helm, namespace = self._helm(), self.target.namespace
+        release = plan.app.release
+        try:
+            plan.current = await helm.current(release, namespace)
+            if plan.current:
+                plan.current_values = await helm.values(release, namespace, plan.current.number)
+        except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth
+            raise helm_error(exc, f"cannot read release {release} in {self.target.context}/{namespace}") from None
+        self._refuse_pending(plan)
+        new_values = _merged(plan.values)
+        plan.unchanged = bool(
+            plan.current
+            and plan.current.status == "deployed"
+            and plan.current_values == new_values
+            and f"config: {self.deploy.sha[:8]}" in plan.current.description
+        )
+        if plan.unchanged:
+            drift = await asyncio.to_thread(self._live_drift, plan)
+            if drift:
+                plan.unchanged = False
+                self.out.warn(f"{plan.app.name}: the cluster differs from revision {plan.current.number} ({drift}); re-applying it")
 
     def _live_drift(self, plan: AppPlan) -> str | None:
         """What someone changed behind helm's back (kubectl set image/scale), or None."""
@@ -480,7 +501,8 @@ class Apply:
                 timeout_s=self.request.timeout_s,
             )
         )
-        verifier = RolloutVerifier(self.kube_client(), ns, plan.app.release, grace_s=self.request.grace_s)
+        # Built in a thread so helm starts meanwhile (the kubernetes API modules are slow to import).
+        verifier = await asyncio.to_thread(RolloutVerifier, self.kube_client(), ns, plan.app.release, grace_s=self.request.grace_s)
         failure = await watch_helm(upgrade, verifier, self.out, plan.app.name)
         if failure is not None:
             self.out.error(f"{plan.app.name}: rollout failed, stopping helm and rolling back")

@@ -13,7 +13,7 @@ HELP = (
 )
 DIR_HELP = "Where the sandbox lives (default: the per-user state dir)."
 
-sandbox_app = typer.Typer(help=HELP, no_args_is_help=True)
+sandbox_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
 
 def _dir(directory: Optional[Path]) -> Path:
