@@ -7,13 +7,16 @@ STAMP := $(VENV)/.installed-stamp
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo venv system-deps tools clean
+.PHONY: test demo bench venv system-deps tools clean
 
 test: system-deps venv tools ## install everything, then run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: system-deps venv tools ## the whole chain on a local sandbox, then a failed-build and a crash drill
 	MANUAL_DEPLOY_HELM=$(CURDIR)/.tools/helm3 bash scripts/demo.sh
+
+bench: venv tools ## side-by-side performance figures P1-P5 (prints PASS/MISS, writes docs/benchmarks.md)
+	$(PY) benchmarks/run.py
 
 venv: $(STAMP)
 
