@@ -165,25 +165,12 @@ def patched_environ(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def write_config(path: Path, *, registry_url: str, deploy_url: str, api_url: str | None = None,
-                 apps: tuple[str, ...] = EIGHT_APPS, helm: Path = HELM) -> Path:
-    """Like tests/bed.py write_bed_config, but listing every app a benchmark deploys."""
-    api_url = api_url or f"{registry_url}/api/v1"
-    app_lines = "\n".join(f"  {app}: {{}}" for app in apps)
-    path.write_text(
-        f"""
-registry: {{url: "{registry_url}", api_url: "{api_url}", namespace: ebi-ait}}
-deployment_repo: {{url: "{deploy_url}"}}
-helm: {{executable: "{helm}"}}
-environments:
-  dev: {{kube_context: ingest-eks-dev, namespace: dev-environment, config_branch: dev, source_branch: dev}}
-  staging: {{kube_context: ingest-eks-staging, namespace: staging-environment, config_branch: master, source_branch: master}}
-  prod: {{kube_context: ingest-eks-prod, namespace: prod-environment, config_branch: master, source_branch: master, confirm: true}}
-apps:
-{app_lines}
-"""
-    )
-    return path
+def write_config(path: Path, *, registry_url: str, deploy_url: str, api_url: str | None = None, helm: Path = HELM) -> Path:
+    """The sandbox's config (every bundled ingest app) pointed at this benchmark's bed."""
+    from manual_deploy.sandbox.drill import write_config as sandbox_config
+
+    return sandbox_config(path, registry_url=registry_url, api_url=api_url or f"{registry_url}/api/v1",
+                          deploy_url=deploy_url, helm=str(helm))
 
 
 @dataclass

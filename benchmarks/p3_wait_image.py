@@ -63,7 +63,7 @@ def run(runs: int = 5, long: bool = True) -> Result:
             quay = QuayStandIn(registry.url).start()
             proxy = FaultProxy(registry.url).start()
             config = write_config(tmp / "config.yaml", registry_url=proxy.url, api_url=quay.api_url,
-                                  deploy_url=str(tmp / "no-deploy-repo.git"), apps=(APP,))
+                                  deploy_url=str(tmp / "no-deploy-repo.git"))
             stamp = int(time.time())
             log(f"P3 latency: 1 warm-up + {runs} short builds (~{sum(s for _, s in SHORT_PHASES):.1f}s each)")
             one_wait(env, config, quay, proxy, f"warm{stamp}", SHORT_PHASES)
