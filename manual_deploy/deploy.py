@@ -25,7 +25,7 @@ from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
 from manual_deploy.lock import DeployLock
 from manual_deploy.redact import redact
-from manual_deploy.verify import RolloutVerifier
+from manual_deploy.verify import RolloutVerifier, same_image
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 MAX_PARALLEL_APPS = 8
@@ -341,7 +341,7 @@ class Apply:
         except ApiException as exc:
             return "its Deployment is missing" if exc.status == 404 else None
         images = [c.image for c in deployment.spec.template.spec.containers]
-        if not any(image == plan.image_value or image.endswith(f":{plan.image_value}") for image in images):
+        if not any(same_image(image, plan.image_value) for image in images):
             return f"it runs {', '.join(images)}"
         if plan.replicas is not None and deployment.spec.replicas != plan.replicas:
             return f"{deployment.spec.replicas} replicas instead of {plan.replicas}"
@@ -627,18 +627,10 @@ def confirm_env(env: str, needs_confirmation: bool, yes: bool, out: Output, cont
 
 
 def _merged(values: list[dict]) -> dict:
-    """helm's view of several -f/--set layers: later keys win, maps merge."""
-    merged: dict = {}
-    for layer in values:
-        merged = _deep_merge(merged, layer)
-    return merged
+    """The values helm stores for these layers: pyhelm3 merges them (mergeconcat) before sending them."""
+    from pyhelm3.client import mergeconcat
 
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    return mergeconcat({}, *values)
 
 
 def run_apply(config: Config, request: ApplyRequest, out: Output) -> dict[str, Any]:

@@ -51,10 +51,6 @@ class ConfigError(UsageError):
     """The config file is missing, unreadable or invalid (exit 2)."""
 
 
-class NotImplementedYet(UsageError):
-    """A command whose issue has not landed yet (exit 2)."""
-
-
 class Refused(ManualDeployError):
     """A safety check said no; nothing was changed (exit 3)."""
 

@@ -8,7 +8,6 @@ confirmation, lock, wait, fail-fast verification, audit record and team message 
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +20,6 @@ from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target
 from manual_deploy.lock import DeployLock
 from manual_deploy.verify import RolloutVerifier
-
-_BY = re.compile(r"manual-deploy by (?P<who>[^;]+);")
-
 
 @dataclass(frozen=True)
 class RollbackRequest:
@@ -57,8 +53,11 @@ def choose_revision(history: list[Revision], current: Revision, wanted: int | No
 
 
 def who_deployed(description: str) -> str:
-    match = _BY.search(description or "")
-    return match.group("who").split("#")[0] if match else (description or "unknown")
+    """user@host from an apply-made description; any other description as it is."""
+    from manual_deploy.status import parse_description, who
+
+    made = parse_description(description)
+    return who(made.by) if made else (description or "unknown")
 
 
 def run_rollback(config: Config, request: RollbackRequest, out: Output) -> dict[str, Any]:

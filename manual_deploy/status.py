@@ -21,6 +21,7 @@ from manual_deploy.errors import ManualDeployError, OperationFailed
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
 from manual_deploy.redact import redact
+from manual_deploy.verify import same_image
 
 MAX_PARALLEL_READS = 8  # helm subprocesses at once, across all envs and apps
 HELM_READ_TIMEOUT_S = 60.0
@@ -85,13 +86,6 @@ def short_image(ref: str | None) -> str:
         return "-"
     text = tag or ref
     return f"{text}@{digest[:19]}" if digest else text
-
-
-def same_image(live: str, helm_value: str, app: ResolvedApp) -> bool:
-    """Does the Deployment run what helm deployed? A bare-tag chart renders its own repo: compare the tag."""
-    if app.image_style == "tag" and "/" not in helm_value:
-        return live.split("@", 1)[0].endswith(f":{helm_value}")
-    return live == helm_value
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -326,7 +320,7 @@ def image_drift(env: EnvStatus, app: ResolvedApp, row: AppStatus) -> Drift | Non
             "(deleted behind helm's back?)",
             _rollback_hint(env, row),
         )
-    if row.image is None or same_image(row.live_image, row.image, app):
+    if row.image is None or same_image(row.live_image, row.image):
         return None
     return Drift(
         "image", f"image: runs {short_image(row.live_image)}",

@@ -178,11 +178,16 @@ class RolloutVerifier:
         wrong = []
         for pod in self.new_pods(deployment):
             for container in pod.spec.containers:
-                if not _same_image(container.image, expected):
+                if not same_image(container.image, expected):
                     wrong.append(f"{pod.metadata.name} runs {container.image}")
         return wrong
 
 
-def _same_image(actual: str, expected: str) -> bool:
-    """Exact match, or — for charts that take a bare tag and render `repo:tag` — the tag suffix."""
-    return actual == expected or ("/" not in expected and actual.endswith(f":{expected}"))
+def same_image(live: str, value: str) -> bool:
+    """Does a container run what the chart's `image` value asked for?
+
+    Exact match; or, for charts that take a bare tag (no '/') and render their own `repo:tag`, the tag.
+    """
+    if live == value:
+        return True
+    return "/" not in value and live.split("@", 1)[0].endswith(f":{value}")

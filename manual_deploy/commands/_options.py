@@ -1,4 +1,5 @@
-"""Options shared by the deploying commands, defined once so their names and help never diverge."""
+"""What the deploying commands share: their options, defined once so names and help never diverge,
+the turning of those options into an ApplyRequest, and the result text."""
 
 from __future__ import annotations
 
@@ -20,3 +21,26 @@ POST_CHECK = typer.Option(
     None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy (no shell; MD_ENV, MD_APP, MD_IMAGE, MD_NAMESPACE set)."
 )
 ROLLBACK_ON_CHECK_FAILURE = typer.Option(False, "--rollback-on-check-failure", help="Roll back when the post-check fails.")
+
+
+def apply_request(*, timeout: str, grace: str, post_check: str | None, **fields):
+    """An ApplyRequest from raw option values: durations and the post-check command parsed once, here."""
+    from manual_deploy.deploy import ApplyRequest
+    from manual_deploy.durations import parse_duration
+    from manual_deploy.postcheck import parse_post_check
+
+    return ApplyRequest(
+        timeout_s=parse_duration(timeout, option="--timeout"),
+        grace_s=parse_duration(grace, option="--grace"),
+        post_check=tuple(parse_post_check(post_check)) if post_check is not None else None,
+        **fields,
+    )
+
+
+def summary_text(summary: dict) -> str:
+    """One line per app (`app env result revision image`), or the plan and diff of a dry run."""
+    if summary.get("dry_run"):
+        return "\n".join(f"{r['plan']}\n{r['diff'] or '(no manifest changes)'}" for r in summary["results"])
+    return "\n".join(
+        f"{r['app']}\t{summary['env']}\t{r['result']}\trevision {r.get('new_revision')}\t{r.get('image')}" for r in summary["results"]
+    )

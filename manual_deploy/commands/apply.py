@@ -42,30 +42,17 @@ def command(
     rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
     repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="App checkout holding the recorded state."),
 ) -> None:
-    from manual_deploy.deploy import ApplyRequest, run_apply
-    from manual_deploy.durations import parse_duration
+    from manual_deploy.deploy import run_apply
     from manual_deploy.errors import UsageError
-    from manual_deploy.postcheck import parse_post_check
 
     if image and tag:
         raise UsageError("pass --image or --tag, not both")
     session = ctx.obj
-    request = ApplyRequest(
+    request = O.apply_request(
         env=env, apps=tuple(app or ()), image=image, tag=tag, config_ref=config_ref, kubeconfig=kubeconfig,
-        kube_context=kube_context, timeout_s=parse_duration(timeout, option="--timeout"),
-        grace_s=parse_duration(grace, option="--grace"), reason=reason, dry_run=dry_run, yes=yes,
+        kube_context=kube_context, timeout=timeout, grace=grace, reason=reason, dry_run=dry_run, yes=yes,
         break_lock=break_lock, force_refresh=force_refresh, replicas=replicas, no_digest=no_digest,
-        recover=recover, repo=str(repo),
-        post_check=tuple(parse_post_check(post_check)) if post_check is not None else None,
-        rollback_on_check_failure=rollback_on_check_failure,
+        recover=recover, repo=str(repo), post_check=post_check, rollback_on_check_failure=rollback_on_check_failure,
     )
     summary = run_apply(session.config(), request, session.out)
-    session.out.result(summary, _text(summary))
-
-
-def _text(summary: dict) -> str:
-    if summary.get("dry_run"):
-        return "\n".join(f"{r['plan']}\n{r['diff'] or '(no manifest changes)'}" for r in summary["results"])
-    return "\n".join(
-        f"{r['app']}\t{summary['env']}\t{r['result']}\trevision {r.get('new_revision')}\t{r.get('image')}" for r in summary["results"]
-    )
+    session.out.result(summary, O.summary_text(summary))

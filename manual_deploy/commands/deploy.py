@@ -43,20 +43,14 @@ def command(
     post_check: Optional[str] = O.POST_CHECK,
     rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
 ) -> None:
-    from manual_deploy.commands.apply import _text
-    from manual_deploy.deploy import ApplyRequest
     from manual_deploy.durations import parse_duration
     from manual_deploy.oneshot import DeployRequest, run_deploy
-    from manual_deploy.postcheck import parse_post_check
 
     session = ctx.obj
-    apply_request = ApplyRequest(
-        env=env, config_ref=config_ref, kubeconfig=kubeconfig, kube_context=kube_context,
-        timeout_s=parse_duration(timeout, option="--timeout"), grace_s=parse_duration(grace, option="--grace"),
-        reason=reason, yes=yes, break_lock=break_lock, force_refresh=force_refresh, replicas=replicas,
-        no_digest=no_digest, recover=recover,
-        post_check=tuple(parse_post_check(post_check)) if post_check is not None else None,
-        rollback_on_check_failure=rollback_on_check_failure,
+    apply_request = O.apply_request(
+        env=env, config_ref=config_ref, kubeconfig=kubeconfig, kube_context=kube_context, timeout=timeout,
+        grace=grace, reason=reason, yes=yes, break_lock=break_lock, force_refresh=force_refresh, replicas=replicas,
+        no_digest=no_digest, recover=recover, post_check=post_check, rollback_on_check_failure=rollback_on_check_failure,
     )
     request = DeployRequest(
         env=env, repo=str(repo), commit=commit, remote=remote, app=app, reason=reason, allow_unmerged=allow_unmerged,
@@ -65,4 +59,4 @@ def command(
         apply=apply_request,
     )
     summary = run_deploy(session.config(), request, session.out)
-    session.out.result(summary, _text(summary))
+    session.out.result(summary, O.summary_text(summary))

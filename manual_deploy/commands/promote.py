@@ -29,7 +29,6 @@ def command(
     timeout: str = O.TIMEOUT,
     grace: str = O.GRACE,
 ) -> None:
-    from manual_deploy.commands.apply import _text
     from manual_deploy.durations import parse_duration
     from manual_deploy.promote import PromoteRequest, run_promote
 
@@ -39,4 +38,4 @@ def command(
         timeout_s=parse_duration(timeout, option="--timeout"), grace_s=parse_duration(grace, option="--grace"),
     )
     summary = run_promote(session.config(), request, session.out)
-    session.out.result(summary, _text(summary))
+    session.out.result(summary, O.summary_text(summary))
