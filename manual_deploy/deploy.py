@@ -590,17 +590,25 @@ async def watch_helm(task: asyncio.Task, verifier: RolloutVerifier, out: Output,
     """
     started = last_line = time.monotonic()
     failure = None
+    message = "waiting for helm"
+    unreadable = False
     try:
         while not task.done():
             done, _ = await asyncio.wait({task}, timeout=1.0)
             if done:
                 break
-            verdict, failure = await asyncio.to_thread(verifier.check)
+            try:
+                verdict, failure = await asyncio.to_thread(verifier.check)
+                message, unreadable = verdict.message, False
+            except Exception as exc:  # noqa: BLE001 - the pod check only speeds up a failure; helm's --wait still decides
+                if not unreadable:
+                    out.warn(f"  {label}: cannot read the rollout ({_why(exc)}); helm's own wait still applies")
+                message, unreadable = "waiting for helm (rollout unreadable)", True
             if failure is not None:
                 break
             if time.monotonic() - last_line >= 9:
                 last_line = time.monotonic()
-                out.info(f"  {label}: {verdict.message} ({format_duration(last_line - started)} elapsed)")
+                out.info(f"  {label}: {message} ({format_duration(last_line - started)} elapsed)")
     except BaseException:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -609,6 +617,14 @@ async def watch_helm(task: asyncio.Task, verifier: RolloutVerifier, out: Output,
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return failure
+
+
+def _why(exc: Exception) -> str:
+    """A one-line cause without the response body or headers an ApiException would print."""
+    status = getattr(exc, "status", None)
+    if status:
+        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    return type(exc).__name__
 
 
 def confirm_env(env: str, needs_confirmation: bool, yes: bool, out: Output, context: str, action: str = "deploy to") -> None:

@@ -16,6 +16,8 @@ FAILING_WAITING_REASONS = frozenset(
 )
 FAILING_TERMINATED_REASONS = frozenset({"OOMKilled"})
 LOG_LINES = 20
+REVISION = "deployment.kubernetes.io/revision"
+REQUEST_TIMEOUT = (3, 8)  # (connect, read) seconds: one slow answer must not stall the watch or its progress lines
 
 
 @dataclass(frozen=True)
@@ -107,26 +109,23 @@ class RolloutVerifier:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self.apps.read_namespaced_deployment(self.name, self.namespace)
+            return self.apps.read_namespaced_deployment(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def new_pods(self, deployment) -> list:
-        """Pods of the Deployment's newest ReplicaSet (by creation time among those it owns)."""
+        """Pods of the Deployment's current ReplicaSet (see `current_replica_set`)."""
         selector = _selector(deployment.spec.selector.match_labels if deployment.spec.selector else None)
-        sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector).items
-        owned = [
-            rs for rs in sets
-            if any(ref.uid == deployment.metadata.uid for ref in rs.metadata.owner_references or [])
-        ]
-        if not owned:
+        sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items
+        current = current_replica_set(deployment, sets)
+        if current is None:
             return []
-        newest = max(owned, key=lambda rs: (rs.metadata.creation_timestamp or 0, rs.metadata.name))
-        template_hash = (newest.metadata.labels or {}).get("pod-template-hash")
+        template_hash = (current.metadata.labels or {}).get("pod-template-hash")
         pod_selector = f"{selector},pod-template-hash={template_hash}" if template_hash else selector
-        return [p for p in self.core.list_namespaced_pod(self.namespace, label_selector=pod_selector).items if not p.metadata.deletion_timestamp]
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=pod_selector, _request_timeout=REQUEST_TIMEOUT).items
+        return [p for p in pods if not p.metadata.deletion_timestamp]
 
     def check(self) -> tuple[Verdict, PodFailure | None]:
         """One look. A pod problem seen continuously for `grace_s` is a failure with its diagnosis."""
@@ -155,14 +154,16 @@ class RolloutVerifier:
 
         failure = PodFailure(pod=pod, container=container, reason=reason, message=message)
         try:
-            events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod}").items
+            events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod}",
+                                                   _request_timeout=REQUEST_TIMEOUT).items
             events.sort(key=lambda e: (e.last_timestamp or e.first_timestamp or e.metadata.creation_timestamp or 0))
             failure.events = [f"{e.type or ''} {e.reason or ''}: {e.message or ''}".strip() for e in events[-8:]]
         except ApiException:
             failure.events = ["(events could not be read)"]
         for previous in (False, True):
             try:
-                text = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=LOG_LINES, previous=previous)
+                text = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=LOG_LINES,
+                                                     previous=previous, _request_timeout=REQUEST_TIMEOUT)
             except ApiException:
                 continue
             if text and text.strip():
@@ -181,6 +182,32 @@ class RolloutVerifier:
                 if not same_image(container.image, expected):
                     wrong.append(f"{pod.metadata.name} runs {container.image}")
         return wrong
+
+
+def _revision(replica_set) -> int:
+    try:
+        return int((replica_set.metadata.annotations or {}).get(REVISION, 0))
+    except ValueError:
+        return 0
+
+
+def current_replica_set(deployment, replica_sets: list):
+    """The ReplicaSet the Deployment is rolling out to, among those it owns.
+
+    By revision, as the Deployment controller numbers them, not by age: a rollback re-activates an
+    old ReplicaSet (giving it the highest revision), and creation times only have one-second
+    resolution. The Deployment's own revision annotation names it once the controller has seen the
+    change; before that the highest revision is the best guess.
+    """
+    owned = [rs for rs in replica_sets
+             if any(ref.uid == deployment.metadata.uid for ref in rs.metadata.owner_references or [])]
+    if not owned:
+        return None
+    wanted = (deployment.metadata.annotations or {}).get(REVISION)
+    named = [rs for rs in owned if wanted is not None and str(_revision(rs)) == wanted]
+    if named:
+        return named[0]
+    return max(owned, key=lambda rs: (_revision(rs), rs.metadata.creation_timestamp or 0, rs.metadata.name))
 
 
 def same_image(live: str, value: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -144,13 +143,12 @@ def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     publish(bed, "ingest-core", "bad1")
     bed.kube.add_failure("*:bad1*", mode, log="Exception in thread main: java.lang.IllegalStateException: no mongo\n")
 
-    started = time.monotonic()
-    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "3s", "--timeout", "5m")
-    took = time.monotonic() - started
+    # helm's own timeout is far beyond the grace: only the pod check can end this early.
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "3s", "--timeout", "90s")
 
     assert result.code == 1, result.stderr
-    assert took < 3 + 25, took  # grace + a few seconds, not helm's 5 minute timeout
-    assert needle in result.stderr
+    assert "rollout failed, stopping helm and rolling back" in result.stderr, result.stderr
+    assert f"{needle} in pod ingest-core-" in result.stderr, result.stderr
     assert "recent events" in result.stderr
     if mode == "CrashLoopBackOff":
         assert "no mongo" in result.stderr

@@ -1,0 +1,83 @@
+"""The rollout verifier: which pods are "the new version", and what happens when it cannot look."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+
+from kubernetes import client
+
+from manual_deploy.console import Output
+from manual_deploy.deploy import watch_helm
+from manual_deploy.verify import REVISION, RolloutVerifier, current_replica_set
+
+UID = "d-uid"
+SELECTOR = client.V1LabelSelector(match_labels={"app": "ingest-core"})
+SECOND = dt.datetime(2026, 11, 26, 18, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def deployment(revision: str | None) -> client.V1Deployment:
+    annotations = {REVISION: revision} if revision else None
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="ingest-core", uid=UID, annotations=annotations),
+        spec=client.V1DeploymentSpec(selector=SELECTOR, template=client.V1PodTemplateSpec()),
+    )
+
+
+def replica_set(name: str, revision: int, created: dt.datetime, owner: str = UID) -> client.V1ReplicaSet:
+    return client.V1ReplicaSet(metadata=client.V1ObjectMeta(
+        name=name, creation_timestamp=created, annotations={REVISION: str(revision)},
+        owner_references=[client.V1OwnerReference(api_version="apps/v1", kind="Deployment", name="ingest-core", uid=owner)],
+    ), spec=client.V1ReplicaSetSpec(selector=SELECTOR))
+
+
+def test_two_replica_sets_created_in_the_same_second_are_told_apart_by_revision():
+    """Creation times have one-second resolution; the name (a hash) says nothing about order."""
+    old = replica_set("ingest-core-zzzz", 1, SECOND)
+    new = replica_set("ingest-core-aaaa", 2, SECOND)
+    assert current_replica_set(deployment("2"), [old, new]) is new
+    assert current_replica_set(deployment(None), [new, old]) is new
+
+
+def test_after_a_rollback_the_reactivated_older_replica_set_is_the_current_one():
+    reactivated = replica_set("ingest-core-good", 3, SECOND)
+    abandoned = replica_set("ingest-core-bad", 2, SECOND + dt.timedelta(minutes=5))
+    assert current_replica_set(deployment("3"), [abandoned, reactivated]) is reactivated
+
+
+def test_replica_sets_of_other_owners_are_ignored():
+    foreign = replica_set("ingest-core-other", 9, SECOND, owner="someone-else")
+    mine = replica_set("ingest-core-mine", 1, SECOND)
+    assert current_replica_set(deployment("1"), [foreign, mine]) is mine
+    assert current_replica_set(deployment("1"), [foreign]) is None
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreadable_api_never_stops_helm(capsys):
+    """The pod check is only an early warning: when the API cannot be read, helm's own wait decides.
+
+    Real kubernetes client against a port nobody listens on; the "helm" task is a plain coroutine
+    (what matters is that watch_helm lets it finish rather than cancelling it).
+    """
+    config = client.Configuration(host=f"http://127.0.0.1:{_closed_port()}")
+    config.retries = 0
+    verifier = RolloutVerifier(client.ApiClient(config), "prod-environment", "ingest-core", grace_s=1)
+
+    async def scenario():
+        helm = asyncio.create_task(asyncio.sleep(2.5, result="revision 7"))
+        failure = await watch_helm(helm, verifier, Output(), "ingest-core")
+        return failure, helm
+
+    failure, helm = asyncio.run(scenario())
+
+    assert failure is None
+    assert not helm.cancelled() and helm.result() == "revision 7"
+    err = capsys.readouterr().err
+    assert err.count("cannot read the rollout") == 1, err
+    assert "helm's own wait still applies" in err
