@@ -118,9 +118,26 @@ class Phases:
 # --- phase helpers --------------------------------------------------------------------------------
 
 
+EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (target, image, config, plan)
+    "manual_deploy.registry", "manual_deploy.imagewait", "manual_deploy.deployconfig", "manual_deploy.helm",
+    "manual_deploy.kube", "manual_deploy.gitops", "manual_deploy.lock", "manual_deploy.audit", "manual_deploy.notify",
+    "pyhelm3.client",
+)
+
+
 def _warm_up_kubernetes_client() -> None:
-    """Import the kubernetes API modules (~1 s) in the background while the early phases talk to git and the registry."""
+    """Import the kubernetes API modules (~1 s) in the background while the early phases talk to git and the registry.
+
+    Packages both threads need are imported here first, in this thread: two threads importing the
+    same package (requests, whose modules import each other) in different orders can trip Python's
+    import deadlock breaker, which hands one of them a half-initialised module (seen as
+    "cannot import name 'parse_dict_header' from partially initialized module 'requests.utils'").
+    tests/test_verify.py checks that nothing else is shared.
+    """
     import threading
+
+    import requests  # noqa: F401
+    import urllib3.util.retry  # noqa: F401
 
     def load() -> None:
         from kubernetes.client import AppsV1Api, CoordinationV1Api, CoreV1Api  # noqa: F401

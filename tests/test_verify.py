@@ -81,3 +81,35 @@ def test_an_unreadable_api_never_stops_helm(capsys):
     err = capsys.readouterr().err
     assert err.count("cannot read the rollout") == 1, err
     assert "helm's own wait still applies" in err
+
+
+SNAPSHOT = """
+import json, sys, threading
+threading.Thread.start = lambda self: None  # the warm-up's own thread is not the point here
+from manual_deploy import cli, deploy
+deploy._warm_up_kubernetes_client()
+ready = set(sys.modules)
+if sys.argv[1] == "early":
+    for name in deploy.EARLY_PHASE_MODULES:
+        __import__(name)
+else:
+    from kubernetes.client import AppsV1Api, CoordinationV1Api, CoreV1Api
+print(json.dumps(sorted(set(sys.modules) - ready)))
+"""
+
+
+def test_the_kubernetes_warm_up_shares_no_half_imported_package_with_the_main_thread():
+    """apply imports kubernetes in a background thread while the main thread imports the early phases'
+    modules. A module both import at once can come out half-initialised (an ImportError at random),
+    so every module both need must already be imported when the warm-up starts."""
+    import json
+    import subprocess
+    import sys
+
+    def imported(which: str) -> set[str]:
+        out = subprocess.run([sys.executable, "-c", SNAPSHOT, which], capture_output=True, text=True, check=True).stdout
+        return set(json.loads(out))
+
+    early, warm_up = imported("early"), imported("kubernetes")
+    assert "kubernetes.client" in warm_up and "manual_deploy.registry" in early
+    assert early & warm_up == set()
