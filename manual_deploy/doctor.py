@@ -446,6 +446,7 @@ def _run_probes(probes: list[Probe], deadline_s: float) -> dict[str, list[Check]
         except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide the others
             results[index] = [Check(probe.name, FAIL, f"check crashed: {_short(exc)}", "re-run with -v and report it")]
 
+    _import_probe_dependencies()
     threads = [threading.Thread(target=work, args=(i, p), daemon=True, name=f"doctor-{p.name}") for i, p in enumerate(probes)]
     end = time.monotonic() + deadline_s
     try:
@@ -457,6 +458,18 @@ def _run_probes(probes: list[Probe], deadline_s: float) -> dict[str, list[Check]
         _kill_leftovers()
     late = lambda p: [Check(p.name, FAIL, f"no answer within {deadline_s:g} s", p.hint)]  # noqa: E731
     return {probe.name: (result if result is not None else late(probe)) for probe, result in zip(probes, results)}
+
+
+def _import_probe_dependencies() -> None:
+    """Import what the probes share before they run in parallel.
+
+    Threads importing the same package at once (several cluster probes → kubernetes, registry
+    probes → requests) can get a half-initialised module from Python's import deadlock breaker.
+    """
+    import requests  # noqa: F401
+    from kubernetes import client, config  # noqa: F401
+
+    client.VersionApi  # noqa: B018 - kubernetes.client imports its API classes on first access
 
 
 def _short(exc: BaseException) -> str:
