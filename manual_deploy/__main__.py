@@ -1,3 +1,3 @@
-from manual_deploy.cli import main
+from manual_deploy.cli import run
 
-raise SystemExit(main())
+run()

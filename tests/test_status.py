@@ -196,3 +196,30 @@ def test_description_and_image_parsing():
     assert split_image("127.0.0.1:5000/ebi-ait/x:t1") == ("127.0.0.1:5000/ebi-ait/x", "t1", None)
     assert split_image("127.0.0.1:5000/ebi-ait/x") == ("127.0.0.1:5000/ebi-ait/x", None, None)
     assert split_image("1.0.50") == (None, "1.0.50", None)
+
+
+def test_the_console_script_exits_fast_but_cleanly(bed, tmp_path):
+    """`manual-deploy` skips interpreter teardown at exit (0.4–0.6 s); what exit must still do, it does:
+    the whole --output json result reaches a pipe, the exit code is kept, and the kubernetes client's
+    temporary certificate files (written from certificate-authority-data) are removed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    proc = subprocess.run(
+        [sys.executable, "-m", "manual_deploy", "--config", str(bed.config), "--output", "json", "status", "--env", "prod"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {"ingest-core", "ontology"} <= set(data["envs"]["prod"]["apps"])
+    assert list(tmpdir.iterdir()) == []
+
+    refused = subprocess.run([sys.executable, "-m", "manual_deploy", "--config", str(bed.config), "--output", "json",
+                              "status", "--env", "nope"], capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["exit_code"] == 2
