@@ -73,6 +73,7 @@ class AppPlan:
     values: list[dict]
     current: Revision | None = None
     current_values: dict = field(default_factory=dict)
+    chart: Any = None  # pyhelm3 Chart, loaded by the plan
     unchanged: bool = False
 
 
@@ -328,12 +329,19 @@ class Apply:
     async def _plan_one(self, plan: AppPlan) -> None:
         helm, namespace = self._helm(), self.target.namespace
         release = plan.app.release
+        chart_dir = self.deploy.chart_dir(plan.app.chart)
+        chart = asyncio.create_task(helm.chart(chart_dir))  # meanwhile: the upgrade then starts at once
         try:
-            plan.current = await helm.current(release, namespace)
+            plan.current, values = await helm.current_and_values(release, namespace)
             if plan.current:
-                plan.current_values = await helm.values(release, namespace, plan.current.number)
+                plan.current_values = values
         except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth
+            await asyncio.gather(chart, return_exceptions=True)
             raise helm_error(exc, f"cannot read release {release} in {self.target.context}/{namespace}") from None
+        try:
+            plan.chart = await chart
+        except Exception as exc:
+            raise helm_error(exc, f"helm cannot read the chart {chart_dir}") from None
         self._refuse_pending(plan)
         new_values = _merged(plan.values)
         plan.unchanged = bool(
@@ -508,7 +516,7 @@ class Apply:
 
     async def _upgrade_and_verify(self, plan: AppPlan) -> Revision:
         helm, ns = self._helm(), self.target.namespace
-        chart = self.deploy.chart_dir(plan.app.chart)
+        chart = plan.chart or self.deploy.chart_dir(plan.app.chart)
         from manual_deploy.lock import holder_identity
 
         upgrade = asyncio.create_task(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 import shlex
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,9 @@ from manual_deploy.redact import redact
 _ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FETCH_TIMEOUT_S = 300
+PROBE_TIMEOUT_S = 60
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -142,27 +146,91 @@ def cache_path(url: str) -> Path:
 
 
 def checkout(url: str, ref: str, *, cache: Path | None = None) -> DeployConfig:
-    """A clean checkout of `ref` (branch, tag or commit SHA) of the repo at `url`, fetched shallowly."""
-    import git
+    """A clean checkout of `ref` (branch, tag or commit SHA) of the repo at `url`, fetched shallowly.
 
+    A cached checkout that is already clean and at the remote's commit for `ref` is used as it is
+    (see `_current`); anything else is fetched, checked out and cleaned again.
+    """
     validate.git_rev(ref)
     where = cache or cache_path(url)
     with _locked(where.parent / f"{where.name}.d"):
-        repo = git.Repo.init(where) if not (where / ".git").is_dir() else git.Repo(where)
-        env = {"GIT_TERMINAL_PROMPT": "0"}
-        try:
-            with repo.git.custom_environment(**env):
-                _fetch(repo, url, ref)
-                repo.git.checkout("--force", "--detach", "FETCH_HEAD")
-                repo.git.clean("-ffdxq")
-        except git.GitCommandError as exc:
-            reason = redact(str(exc.stderr or "")).strip().splitlines()
-            raise OperationFailed(
-                f"cannot fetch {ref} of {redact(url)}: {reason[-1] if reason else exc.status}",
-                hint="check the network/VPN, the repo URL in the config, and --config-ref",
-            ) from None
-        sha = repo.head.commit.hexsha
-    return DeployConfig(path=where, ref=ref, sha=sha)
+        sha = _current(where, url, ref)
+        if sha is not None:
+            return DeployConfig(path=where, ref=ref, sha=sha)
+        return DeployConfig(path=where, ref=ref, sha=_refresh(where, url, ref))
+
+
+def _current(where: Path, url: str, ref: str) -> str | None:
+    """The cached checkout's commit when it is clean and is what `ref` names on the remote now, else None.
+
+    Two plain git queries run side by side (`ls-remote` asks the server for one ref, no pack;
+    `status` proves nothing in the tree was changed, added or left behind), instead of a fetch,
+    checkout and clean. Without GitPython: its import alone costs more than both queries. Any doubt
+    (no cache, an error, an ambiguous ref) → None, and the full refresh runs.
+    """
+    if not (where / ".git").is_dir():
+        return None
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    status_argv = ["git", "-C", str(where), "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--ignored=matching"]
+    remote_argv = None if _FULL_SHA.match(ref) else ["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}",
+                                                              f"refs/tags/{ref}^{{}}"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+             for argv in (status_argv, remote_argv) if argv]
+    try:
+        outputs = [proc.communicate(timeout=PROBE_TIMEOUT_S)[0] for proc in procs]
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if any(proc.returncode != 0 for proc in procs):
+        return None
+    head = _clean_head(outputs[0])
+    wanted = ref if remote_argv is None else _remote_commit(outputs[1], ref)
+    return head if head is not None and head == wanted else None
+
+
+def _clean_head(porcelain: str) -> str | None:
+    """HEAD's commit from `git status --porcelain=v2 --branch`, or None if any path is listed."""
+    head = None
+    for line in porcelain.splitlines():
+        if line.startswith("# branch.oid "):
+            head = line.split()[2]
+        elif not line.startswith("#"):
+            return None
+    return head if head and _FULL_SHA.match(head) else None
+
+
+def _remote_commit(listing: str, ref: str) -> str | None:
+    """The commit `ref` names in an ls-remote listing: a branch, else a tag (peeled); None if unclear."""
+    refs = {name: sha for sha, name in (line.split("\t", 1) for line in listing.splitlines() if "\t" in line)}
+    branch = refs.get(f"refs/heads/{ref}")
+    tag = refs.get(f"refs/tags/{ref}^{{}}") or refs.get(f"refs/tags/{ref}")
+    if branch and tag and branch != tag:
+        return None  # a branch and a tag of the same name: let the fetch decide, as it always has
+    return branch or tag
+
+
+def _refresh(where: Path, url: str, ref: str) -> str:
+    """Fetch `ref` shallowly into the cache, check it out and remove anything else; the commit."""
+    import git
+
+    repo = git.Repo.init(where) if not (where / ".git").is_dir() else git.Repo(where)
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    try:
+        with repo.git.custom_environment(**env):
+            _fetch(repo, url, ref)
+            repo.git.checkout("--force", "--detach", "FETCH_HEAD")
+            repo.git.clean("-ffdxq")
+    except git.GitCommandError as exc:
+        reason = redact(str(exc.stderr or "")).strip().splitlines()
+        raise OperationFailed(
+            f"cannot fetch {ref} of {redact(url)}: {reason[-1] if reason else exc.status}",
+            hint="check the network/VPN, the repo URL in the config, and --config-ref",
+        ) from None
+    return repo.head.commit.hexsha
 
 
 def _fetch(repo, url: str, ref: str) -> None:

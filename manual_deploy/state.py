@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,14 +19,19 @@ STATE_FILE = "state.json"
 
 
 def find_git_dir(path: str | os.PathLike[str]) -> Path | None:
-    """The git directory of the checkout at `path`, or None outside a checkout (then nothing chains)."""
-    from manual_deploy import gitops
-    from manual_deploy.errors import UsageError
+    """The git directory of the checkout at `path`, or None outside a checkout (then nothing chains).
 
+    git's own answer (worktrees, GIT_DIR) from one plumbing call; apply and wait-image need nothing
+    more from the app repo, so they do not pay GitPython's import for it.
+    """
     try:
-        return gitops.git_dir(gitops.open_repo(path))
-    except UsageError:
+        proc = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
         return None
+    return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def state_path(git_dir: Path) -> Path:

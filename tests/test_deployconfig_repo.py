@@ -87,3 +87,48 @@ def test_gitlab_slugs():
     assert gitlab_slug("prod") == "prod"
     assert gitlab_slug("HCA/Ingest_Core.v2/") == "hca-ingest-core-v2"
     assert len(gitlab_slug("x" * 100)) == 63
+
+
+def _fetched_at(config) -> int:
+    """git rewrites FETCH_HEAD on every fetch."""
+    return (config.path / ".git" / "FETCH_HEAD").stat().st_mtime_ns
+
+
+def test_an_unchanged_clean_cache_is_used_without_fetching(deploy_repo):
+    first = deployconfig.checkout(deploy_repo.url, "master")
+    fetched = _fetched_at(first)
+
+    again = deployconfig.checkout(deploy_repo.url, "master")
+
+    assert again.sha == first.sha and _fetched_at(again) == fetched
+    pinned = deployconfig.checkout(deploy_repo.url, first.sha)  # a full SHA never moves: not even ls-remote
+    assert pinned.sha == first.sha and _fetched_at(pinned) == fetched
+
+
+@pytest.mark.parametrize("damage", ["edit", "add", "delete"])
+def test_a_changed_cache_is_restored_even_when_the_remote_did_not_move(deploy_repo, damage):
+    """Whatever is deployed is exactly the remote's commit: hand edits in the cache never survive."""
+    first = deployconfig.checkout(deploy_repo.url, "master")
+    replicas = first.path / "config/replicas/environment_prod"
+    if damage == "edit":
+        replicas.write_text(replicas.read_text() + "\nINGEST_CORE_REPLICAS=9\n")
+        assert deployconfig.replica_count(first, "prod", "INGEST_CORE_REPLICAS", None) == 9
+    elif damage == "add":
+        (first.path / "apps" / "ingest-core" / "templates" / "extra.yaml").write_text("kind: Secret\n")
+    else:
+        replicas.unlink()
+
+    again = deployconfig.checkout(deploy_repo.url, "master")
+
+    assert again.sha == first.sha
+    assert deployconfig.replica_count(again, "prod", "INGEST_CORE_REPLICAS", None) == 1
+    assert not (again.path / "apps" / "ingest-core" / "templates" / "extra.yaml").exists()
+
+
+def test_an_annotated_tag_is_followed_through_the_cache(deploy_repo):
+    deploy_repo.remote_git("tag", "-a", "config-v1", "-m", "release", "master")
+    first = deployconfig.checkout(deploy_repo.url, "config-v1")
+    assert first.sha == deploy_repo.head("master")
+    fetched = _fetched_at(first)
+    assert deployconfig.checkout(deploy_repo.url, "config-v1").sha == first.sha
+    assert _fetched_at(first) == fetched
