@@ -196,6 +196,22 @@ def image_for(app: ResolvedApp, request: ApplyRequest, recorded: dict, single: b
     )
 
 
+def resolve_images(config: Config, wanted: list[tuple[ResolvedApp, str, str | None]], out: Output) -> list[str]:
+    """`resolve_image` for every app at once (one registry round trip instead of one per app).
+
+    The first failure in app order is raised, as a sequential loop would.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import manual_deploy.imagewait  # noqa: F401 - imported here, not by several threads at once
+    import manual_deploy.registry  # noqa: F401
+
+    if len(wanted) == 1:
+        return [resolve_image(config, *wanted[0], out)]
+    with ThreadPoolExecutor(max_workers=min(len(wanted), MAX_PARALLEL_APPS), thread_name_prefix="image") as pool:
+        return list(pool.map(lambda item: resolve_image(config, *item, out), wanted))
+
+
 def resolve_image(config: Config, app: ResolvedApp, tag: str, digest: str | None, out: Output) -> str:
     """The registry's digest for the tag; refuses when the image is missing or moved."""
     from manual_deploy.imagewait import split_image_repo
@@ -274,9 +290,9 @@ class Apply:
             self.out.info(f"  {self.target.banner()}")
         plans = []
         with self.phases("image"):
-            for app in apps:
-                tag, digest = image_for(app, request, self.recorded, single=len(apps) == 1)
-                digest = resolve_image(config, app, tag, digest, self.out)
+            wanted = [(app, *image_for(app, request, self.recorded, single=len(apps) == 1)) for app in apps]
+            digests = resolve_images(config, wanted, self.out)
+            for (app, tag, _), digest in zip(wanted, digests):
                 pinned = None if request.no_digest else digest
                 image_ref = f"{app.image_repo}:{tag}" + (f"@{pinned}" if pinned else "")
                 if app.image_style == "tag":

@@ -55,6 +55,39 @@ def helm_error(exc: Exception, action: str, *secrets: str | None) -> OperationFa
 STOP_GRACE_S = 5.0
 
 
+def remembered_version(executable: str) -> str:
+    """`helm version` of this binary, remembered per (path, size, mtime) in the cache directory.
+
+    Every command needs it (pyhelm3 picks flags by it) and it costs a helm start (~0.1 s); a binary
+    that is replaced gets a new size or mtime and is asked again.
+    """
+    import json
+    import subprocess
+
+    from manual_deploy import paths
+
+    info = os.stat(executable)
+    key = f"{os.path.realpath(executable)}|{info.st_size}|{info.st_mtime_ns}"
+    cache = paths.cache_dir() / "helm-versions.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), str):
+        return known[key]
+    proc = subprocess.run([executable, "version", "--template", "{{ .Version }}"], capture_output=True, check=True, timeout=60)
+    version = proc.stdout.decode().strip()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fresh = {k: v for k, v in (known if isinstance(known, dict) else {}).items() if os.path.exists(k.split("|")[0])}
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**fresh, key: version}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only cache only costs the next run the same question
+    return version
+
+
 def _exec_command_class():
     """pyhelm3's Command with two changes we rely on.
 
@@ -80,10 +113,7 @@ def _exec_command_class():
             return argv
 
         def client_version(self) -> semver.VersionInfo:
-            proc = subprocess.run(
-                [self._executable, "version", "--template", "{{ .Version }}"], capture_output=True, check=True, timeout=60
-            )
-            return semver.VersionInfo.parse(proc.stdout.decode().strip().lstrip("v"))
+            return semver.VersionInfo.parse(remembered_version(self._executable).lstrip("v"))
 
         async def run(self, command: list, input: bytes | None = None) -> bytes:
             proc = await asyncio.create_subprocess_exec(

@@ -39,3 +39,21 @@ def test_a_wrong_path_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MANUAL_DEPLOY_HELM", str(tmp_path / "nope"))
     with pytest.raises(UsageError, match=r"\$MANUAL_DEPLOY_HELM points at"):
         find_helm(None)
+
+
+def test_helm_version_is_asked_once_per_binary(tmp_path):
+    """Every command needs helm's version (pyhelm3 picks flags by it); a helm start per command is
+    saved by remembering it, and a replaced binary is asked again."""
+    import shutil
+
+    from bed import HELMS
+    from manual_deploy.helm import remembered_version
+
+    helm = tmp_path / "helm"
+    shutil.copy2(HELMS["helm3"], helm)
+    assert remembered_version(str(helm)) == "v3.17.3"
+    helm.chmod(0o644)  # it cannot run any more: the answer has to come from the cache
+    assert remembered_version(str(helm)) == "v3.17.3"
+    helm.write_text("#!/bin/sh\necho v3.99.0\n")
+    helm.chmod(0o755)
+    assert remembered_version(str(helm)) == "v3.99.0"
