@@ -219,8 +219,20 @@ class HelmDriver:
         return _dump_docs(docs)
 
     async def chart(self, chart_dir: Path):
-        """The chart with its metadata (`helm show chart`); loaded during the plan so the upgrade starts at once."""
-        return await self.client.get_chart(chart_dir)
+        """The chart with its metadata, for pyhelm3's upgrade.
+
+        A local chart's metadata is its Chart.yaml, which is what `helm show chart` prints for a
+        directory: reading it saves one helm process per app (eight of them compete for two cores
+        in a multi-app apply). Anything unusual in it → helm is asked after all.
+        """
+        import yaml
+        from pyhelm3.models import Chart, ChartMetadata
+
+        try:
+            metadata = ChartMetadata(**yaml.safe_load((chart_dir / "Chart.yaml").read_text()))
+        except Exception:  # noqa: BLE001 - helm's own reading is the reference
+            return await self.client.get_chart(chart_dir)
+        return Chart(self.client._command, ref=chart_dir, metadata=metadata)
 
     async def upgrade(self, release: str, chart, values: list[dict], *, namespace: str, description: str, timeout_s: float) -> Revision:
         """`helm upgrade --install --wait` with rollback on failure, never creating namespaces.
