@@ -184,15 +184,19 @@ class HelmDriver:
         """The current revision and its user-supplied values, from one `helm status` (its JSON has `config`).
 
         One helm process instead of `status` + `get values`: apply's plan runs this for every app.
+        Read straight from the JSON: pyhelm3's revision object would also parse the whole rendered
+        manifest (pure-Python YAML) just to be discarded.
         """
         from pyhelm3.errors import ReleaseNotFoundError
-        from pyhelm3.models import ReleaseRevision
 
         try:
             status = await self.client._command.status(release, namespace=namespace)
         except ReleaseNotFoundError:
             return None, {}
-        return _revision(ReleaseRevision._from_status(status, self.client._command)), status.get("config") or {}
+        info = status.get("info") or {}
+        revision = Revision(int(status["version"]), str(info.get("status", "")), _as_datetime_text(info.get("last_deployed")),
+                            str(info.get("description") or ""))
+        return revision, status.get("config") or {}
 
     async def values(self, release: str, namespace: str, number: int) -> dict:
         return await self.client._command.get_values(release, namespace=namespace, revision=number)
@@ -265,6 +269,16 @@ class HelmDriver:
 def _revision(revision) -> Revision:
     status = getattr(revision.status, "value", revision.status)
     return Revision(int(revision.revision), str(status), str(revision.updated), str(revision.description or ""))
+
+
+def _as_datetime_text(stamp: str | None) -> str:
+    """helm's RFC 3339 time as `str(datetime)`, the form pyhelm3's revisions carry (and `_revision` keeps)."""
+    from datetime import datetime
+
+    try:
+        return str(datetime.fromisoformat(stamp or ""))
+    except ValueError:
+        return str(stamp or "")
 
 
 def _dump_docs(docs) -> str:

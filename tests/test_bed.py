@@ -95,3 +95,29 @@ def test_helm_template_of_the_fixture_chart_for_prod(fixture_repo):
     assert {d["metadata"]["namespace"] for d in docs} == {NS}
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("name", ["helm3", "helm4"])
+def test_the_drivers_shortcuts_agree_with_what_pyhelm3_and_helm_say(name, cluster, fixture_repo):
+    """apply's plan reads revision + values from one `helm status` and the chart from its Chart.yaml;
+    both must give exactly what the longer way (pyhelm3's revision, `helm get values`, `helm show chart`) gives."""
+    from manual_deploy.helm import HelmDriver
+
+    _, kubeconfig = cluster
+    driver = HelmDriver(str(HELMS[name]), kubeconfig=str(kubeconfig), context="ingest-eks-prod", timeout_s=60)
+    chart_dir = fixture_repo.work / "apps" / "ingest-core"
+    env_values = yaml.safe_load((fixture_repo.work / "apps" / "prod.yaml").read_text())
+
+    async def scenario():
+        assert await driver.current_and_values("ingest-core", NS) == (None, {})
+        chart = await driver.chart(chart_dir)
+        assert chart.metadata == (await driver.client.get_chart(chart_dir)).metadata
+        await driver.upgrade("ingest-core", chart, [env_values, values("quay.io/ebi-ait/ingest-core:aaa1111", 2)],
+                             namespace=NS, description="first", timeout_s=60)
+        revision, current_values = await driver.current_and_values("ingest-core", NS)
+        assert revision == await driver.current("ingest-core", NS)
+        assert revision.number == 1 and revision.description == "first"
+        assert current_values == await driver.values("ingest-core", NS, 1)
+        assert current_values["image"] == "quay.io/ebi-ait/ingest-core:aaa1111"
+
+    asyncio.run(scenario())
