@@ -596,7 +596,7 @@ class Apply:
             await asyncio.sleep(0.5)
         if verdict.state != "done":
             raise OperationFailed(f"{plan.app.name}: helm reported success but {verdict.message}")
-        wrong = await asyncio.to_thread(verifier.images_live, plan.image_value)
+        wrong = verifier.images_live(plan.image_value)
         if wrong:
             raise OperationFailed(f"{plan.app.name}: pods not running {plan.image_value}: {'; '.join(wrong)}")
         self.out.success(f"{plan.app.name}: {verdict.message}, all on {plan.image_value}")

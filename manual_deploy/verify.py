@@ -104,6 +104,7 @@ class RolloutVerifier:
         self.grace_s = grace_s
         self.clock = clock
         self._first_seen: dict[tuple[str, str], float] = {}
+        self.last_pods: list | None = None  # the current ReplicaSet's pods at the last check()
 
     def _read_deployment(self):
         from kubernetes.client.exceptions import ApiException
@@ -131,11 +132,13 @@ class RolloutVerifier:
         """One look. A pod problem seen continuously for `grace_s` is a failure with its diagnosis."""
         deployment = self._read_deployment()
         if deployment is None:
+            self.last_pods = None
             return Verdict("progressing", f"deployment {self.name} not created yet"), None
         verdict = deployment_verdict(deployment)
         now = self.clock()
         seen_now = set()
-        for pod in self.new_pods(deployment):
+        self.last_pods = self.new_pods(deployment)
+        for pod in self.last_pods:
             problem = pod_problem(pod)
             if problem is None:
                 continue
@@ -172,12 +175,15 @@ class RolloutVerifier:
         return failure
 
     def images_live(self, expected: str) -> list[str]:
-        """Names of ready new pods NOT running `expected` (empty list = all good)."""
-        deployment = self._read_deployment()
-        if deployment is None:
+        """New pods NOT running `expected`, as of the last `check()` (empty list = all good).
+
+        The same snapshot that showed the rollout done: no second round of reads, and no gap
+        between "done" and "on the right image".
+        """
+        if self.last_pods is None:
             return [f"deployment {self.name} is missing"]
         wrong = []
-        for pod in self.new_pods(deployment):
+        for pod in self.last_pods:
             for container in pod.spec.containers:
                 if not same_image(container.image, expected):
                     wrong.append(f"{pod.metadata.name} runs {container.image}")

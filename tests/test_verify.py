@@ -113,3 +113,39 @@ def test_the_kubernetes_warm_up_shares_no_half_imported_package_with_the_main_th
     early, warm_up = imported("early"), imported("kubernetes")
     assert "kubernetes.client" in warm_up and "manual_deploy.registry" in early
     assert early & warm_up == set()
+
+
+def test_the_image_check_names_pods_that_run_something_else(tmp_path):
+    """After helm's success, apply proves the new pods run the requested image; on the emulated
+    cluster, with the real kubernetes client, from the same snapshot that showed the rollout done."""
+    import time
+
+    from kubernetes import config as kconfig
+
+    from manual_deploy.sandbox.kube import KubeEmulator
+    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+
+    with KubeEmulator(token="verify-token-0123456789") as kube:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token="verify-token-0123456789")
+        api = kconfig.new_client_from_config(config_file=str(kubeconfig), context="ingest-eks-prod", persist_config=False)
+        labels = {"app": "ingest-core"}
+        client.AppsV1Api(api).create_namespaced_deployment("prod-environment", client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="ingest-core"),
+            spec=client.V1DeploymentSpec(
+                replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="core", image="quay.io/ebi-ait/ingest-core:aaa1111")]),
+                ),
+            ),
+        ))
+        verifier = RolloutVerifier(api, "prod-environment", "ingest-core", grace_s=60)
+        deadline = time.monotonic() + 20
+        while verifier.check()[0].state != "done":
+            assert time.monotonic() < deadline, "the emulated rollout never finished"
+            time.sleep(0.2)
+
+        assert verifier.images_live("quay.io/ebi-ait/ingest-core:aaa1111") == []
+        assert verifier.images_live("aaa1111") == []  # charts that take a bare tag
+        wrong = verifier.images_live("quay.io/ebi-ait/ingest-core:bbb2222")
+        assert len(wrong) == 2 and all(w.startswith("ingest-core-") and w.endswith("runs quay.io/ebi-ait/ingest-core:aaa1111") for w in wrong)
