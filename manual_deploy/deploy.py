@@ -1,4 +1,4 @@
-"""`apply` as named phases (krane's model): target → image → config → plan → confirm → lock →
+"""`apply` as named phases (krane's model): target → image → config → plan (+ lock) → confirm →
 upgrade → verify → record. Each phase prints its duration; a failure names the phase, the
 reason and the next command; nothing is left half-done (helm rolls back, the lock is released).
 """
@@ -9,6 +9,7 @@ import asyncio
 import difflib
 import re
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -274,6 +275,8 @@ class Apply:
         self.deploy: deployconfig.DeployConfig | None = None
         self.helm: HelmDriver | None = None
         self.kube = None
+        self._kube_guard = threading.Lock()
+        self.locks: dict[str, DeployLock] = {}
         self.git_dir = state.find_git_dir(request.repo)
         self.recorded = state.load(self.git_dir) if self.git_dir else {}
 
@@ -434,9 +437,41 @@ class Apply:
     # per app -------------------------------------------------------------------------------------
 
     def kube_client(self):
-        if self.kube is None:
-            self.kube = api_client(self.target)
-        return self.kube
+        with self._kube_guard:  # the lock threads and the plan's drift check may ask at the same time
+            if self.kube is None:
+                self.kube = api_client(self.target)
+            return self.kube
+
+    async def lock_all(self, plans: list[AppPlan]) -> None:
+        """Every app's deploy lock, or none: a refusal for one app leaves all of them untouched.
+
+        Runs while the plan reads the releases (so it costs no time of its own) and before anything
+        is written; locks of apps that turn out unchanged are given back after the plan.
+        """
+
+        def take(plan: AppPlan) -> DeployLock:
+            lock = DeployLock(self.kube_client(), self.target.namespace, plan.app.name, reason=self.request.reason,
+                              duration_s=int(self.request.timeout_s) + 300)
+            self.locks[plan.app.name] = lock
+            lock.acquire(break_lock=self.request.break_lock)
+            return lock
+
+        outcomes = await asyncio.gather(*(asyncio.to_thread(take, plan) for plan in plans), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            await self.release_locks()
+            refusals = [f for f in failures if isinstance(f, ManualDeployError)]
+            if refusals:
+                raise max(refusals, key=lambda e: e.exit_code == 3)
+            raise failures[0]
+        for lock in outcomes:
+            if lock.broken:
+                self.out.warn(f"took over the deploy lock {lock.name} from {lock.broken.identity}")
+
+    async def release_locks(self, apps: list[str] | None = None) -> None:
+        """Give back the locks of `apps` (default: all); safe to call twice."""
+        names = list(self.locks) if apps is None else [a for a in apps if a in self.locks]
+        await asyncio.gather(*(asyncio.to_thread(self.locks[name].release) for name in names))
 
     async def deploy_one(self, plan: AppPlan) -> AppResult:
         phases = Phases(self.out, prefix=f"[{plan.app.name}] ")
@@ -448,15 +483,8 @@ class Apply:
         if plan.unchanged:
             result.result, result.new_revision, result.message = "unchanged", result.old_revision, "already live; nothing to do"
             return result
-        lock = DeployLock(
-            self.kube_client(), self.target.namespace, plan.app.name, reason=self.request.reason,
-            duration_s=int(self.request.timeout_s) + 300,
-        )
+        lock = self.locks[plan.app.name]
         try:
-            with phases("lock"):
-                await asyncio.to_thread(lock.acquire, break_lock=self.request.break_lock)
-                if lock.broken:
-                    self.out.warn(f"{plan.app.name}: took over the deploy lock from {lock.broken.identity}")
             if self.request.recover and plan.current and plan.current.status in PENDING:
                 with phases("recover"):
                     await self._recover(plan)
@@ -706,14 +734,29 @@ def run_apply(config: Config, request: ApplyRequest, out: Output) -> dict[str, A
 
 async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
     request = run.request
-    with run.phases("plan"):
-        await run.plan(plans)
     if request.dry_run:
+        with run.phases("plan"):
+            await run.plan(plans)
         diffs = {plan.app.name: await run.diff(plan) for plan in plans}
         return {"env": request.env, "dry_run": True, "results": [
             {"app": p.app.name, "result": "dry-run", "unchanged": p.unchanged, "plan": run._plan_line(p), "diff": diffs[p.app.name]}
             for p in plans
         ]}
+    locking = asyncio.create_task(run.lock_all(plans))
+    try:
+        with run.phases("plan"):
+            await run.plan(plans)
+        with run.phases("lock"):
+            await locking
+        await run.release_locks([p.app.name for p in plans if p.unchanged])
+        return await _deploy_all(run, plans)
+    finally:
+        await asyncio.gather(locking, return_exceptions=True)
+        await run.release_locks()
+
+
+async def _deploy_all(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
+    request = run.request
     with run.phases("confirm"):
         run.confirm(plans)
     from manual_deploy.notify import Notifier

@@ -136,6 +136,35 @@ def test_lock_held_is_refused_and_break_lock_proceeds(cli, bed):
     assert audit.read()[-1]["lock_broken_from"] == "alice@laptop#42"
 
 
+def test_one_app_locked_by_someone_else_refuses_the_whole_apply(cli, bed):
+    """Several apps: every lock is taken before anything is written, so a held lock on one app
+    leaves the others untouched (and unlocked) instead of a half-done deploy."""
+    from kubernetes import client
+
+    _, _, coordination = bed.apps_api()
+    coordination.create_namespaced_lease(NS, client.V1Lease(
+        metadata=client.V1ObjectMeta(name="manual-deploy-ingest-exporter"),
+        spec=client.V1LeaseSpec(holder_identity="bob@desk#7", lease_duration_seconds=900,
+                                acquire_time="2099-01-01T00:00:00.000001Z", renew_time="2099-01-01T00:00:00.000001Z"),
+    ))
+    for app in ("ingest-core", "ontology", "ingest-exporter"):
+        publish(bed, app, "all1")
+
+    held = apply(cli, bed, "--app", "ingest-core", "--app", "ontology", "--app", "ingest-exporter", "--tag", "all1", "--yes")
+
+    assert held.code == 3, held.stderr
+    assert "bob@desk#7" in held.stderr and "manual-deploy-ingest-exporter" in held.stderr
+    assert history(bed, "ingest-core") == [] and history(bed, "ontology") == [] and history(bed, "ingest-exporter") == []
+    assert [lease.metadata.name for lease in coordination.list_namespaced_lease(NS).items] == ["manual-deploy-ingest-exporter"]
+
+    coordination.delete_namespaced_lease("manual-deploy-ingest-exporter", NS)
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "all1", "--yes").code == 0
+    both = apply(cli, bed, "--app", "ingest-core", "--app", "ontology", "--tag", "all1", "--yes")  # core unchanged
+    assert both.code == 0, both.stderr
+    assert [r["status"] for r in history(bed, "ingest-core")] == ["deployed"]
+    assert coordination.list_namespaced_lease(NS).items == []
+
+
 @pytest.mark.parametrize("mode, needle", [("ImagePullBackOff", "ImagePullBackOff"), ("CrashLoopBackOff", "CrashLoopBackOff")])
 def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     publish(bed, "ingest-core", "good1")
