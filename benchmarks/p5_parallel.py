@@ -6,12 +6,17 @@ so every app really changes on every run (ingest-core goes a, c, b, d, a, …).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import EIGHT_APPS, Figure, Result, deploy_bed, log, median, scratch, side_by_side, spread  # noqa: E402
+from common import (  # noqa: E402
+    CONTEXT, EIGHT_APPS, HELM, NS, Figure, Result, deploy_bed, log, median, scratch, side_by_side, spread,
+)
 
 TARGET = 1.5
 
@@ -41,9 +46,45 @@ def run(runs: int = 5) -> Result:
 
         log(f"P5: apply x8 apps vs x1 app, 1 warm-up + {runs} rounds")
         t8, t1 = side_by_side(eight, one, runs, warmup=1)
+        log(f"P5 floor: raw helm upgrade --wait x8 in parallel vs x1, 1 warm-up + {runs} rounds")
+        r8, r1 = raw_floor(bed, runs)
     result.figures.append(Figure("P5", "apply 8 apps vs 1 app", median(t8) / median(t1), "x", TARGET, "le",
                                  f"8 apps {spread(t8)}; 1 app {spread(t1)}"))
+    result.notes.append(f"P5 floor (no target): raw `helm upgrade --wait` x8 in parallel vs x1 on the same bed: "
+                        f"{median(r8) / median(r1):.2f}x (x8 {spread(r8)}; x1 {spread(r1)})")
     return result
+
+
+def raw_floor(bed, runs: int) -> tuple[list[float], list[float]]:
+    """What the bed itself allows: helm alone, eight upgrades at once vs one, from one shallow clone.
+
+    Tags as in the apply rounds: every upgrade really changes its image (ingest-core's own pair for x1).
+    """
+    clone = bed.tmp / "p5-raw-clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "master", f"file://{bed.deploy_repo.url}", str(clone)],
+                   env=bed.env, check=True, capture_output=True)
+    images = {(app, tag): bed.image(app, tag, bed.publish(app, tag)) for app in EIGHT_APPS for tag in ("p5e", "p5f")}
+    images.update({("ingest-core", tag): bed.image("ingest-core", tag, bed.publish("ingest-core", tag)) for tag in ("p5g", "p5h")})
+
+    def upgrade(apps, tag: str) -> float:
+        started = time.perf_counter()
+        procs = [subprocess.Popen([
+            str(HELM), "upgrade", "--install", app, str(clone / "apps" / app), "-f", str(clone / "apps" / "prod.yaml"),
+            "--set-string", f"environment=prod,image={images[(app, tag)]},replicas={10 if app == 'ingest-exporter' else 1},"
+            f"gitlab_app=hca-{app},gitlab_env=prod", "--wait", "-n", NS, "--kube-context", CONTEXT,
+        ], env=bed.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for app in apps]
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(f"raw helm upgrade failed: {err.decode(errors='replace')[-1500:]}")
+        return time.perf_counter() - started
+
+    try:
+        return side_by_side(lambda i: upgrade(EIGHT_APPS, "p5e" if i % 2 else "p5f"),
+                            lambda i: upgrade(["ingest-core"], "p5g" if i % 2 else "p5h"), runs, warmup=1)
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
 
 
 if __name__ == "__main__":
