@@ -50,7 +50,7 @@ def run(runs: int = 5) -> Result:
         r8, r1 = raw_floor(bed, runs)
     result.figures.append(Figure("P5", "apply 8 apps vs 1 app", median(t8) / median(t1), "x", TARGET, "le",
                                  f"8 apps {spread(t8)}; 1 app {spread(t1)}"))
-    result.notes.append(f"P5 floor (no target): raw `helm upgrade --wait` x8 in parallel vs x1 on the same bed: "
+    result.notes.append(f"floor (no target): raw `helm upgrade --wait` x8 in parallel vs x1 on the same bed: "
                         f"{median(r8) / median(r1):.2f}x (x8 {spread(r8)}; x1 {spread(r1)})")
     return result
 
