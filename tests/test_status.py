@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from bed import HELMS, KUBE_TOKEN, NS, apply, publish, write_bed_config
 
@@ -172,17 +171,14 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(status, "live_deployments", lambda target: {})
     monkeypatch.setattr(status, "expected_replicas", lambda config, envs, apps: {e: status.ConfigReading() for e in envs})
 
-    started = time.monotonic()
     result = cli("--config", config, "status", "--env", "prod", "-o", "json")
-    took = time.monotonic() - started
 
     assert result.code == 0, result.stderr
     rows = result.json()["envs"]["prod"]["apps"]
     assert set(rows) == set(apps) and rows["ingest-app3"]["description"] == "Upgrade complete"
     assert rows["ingest-app3"]["deployed_by"] is None and rows["ingest-app3"]["deployed_at"] == "2024-05-01T10:00:00Z"
     assert [d["kind"] for d in rows["ingest-app3"]["drift"]] == ["deployment"]  # a release without its Deployment
-    assert 1 < peak <= status.MAX_PARALLEL_READS
-    assert took < 10 * 0.6 / 2, took  # sequential would be 6 s
+    assert 1 < peak <= status.MAX_PARALLEL_READS  # read side by side, never more than the cap at once
 
 
 def test_description_and_image_parsing():
