@@ -585,7 +585,12 @@ class Apply:
             revision = upgrade.result()
         except Exception as exc:
             back = await self._describe_after_helm_failure(plan)
-            raise helm_error(exc, f"{plan.app.name}: helm upgrade failed ({back})") from None
+            seen = verifier.waited_for()
+            waited = f"; while helm waited: {seen}" if seen else ""
+            error = helm_error(exc, f"{plan.app.name}: helm upgrade failed ({back}{waited})")
+            error.hint = (f"see what runs now: `manual-deploy status --env {self.request.env} --app {plan.app.name}`; "
+                          f"fix the cause, or give it longer with --timeout, then re-run apply")
+            raise error from None
         await self._final_check(plan, verifier)
         return revision
 

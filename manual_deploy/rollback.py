@@ -125,7 +125,8 @@ async def _rollback(config: Config, request: RollbackRequest, out: Output) -> di
             try:
                 task.result()
             except Exception as exc:
-                raise helm_error(exc, f"{app.name}: helm rollback failed") from None
+                seen = verifier.waited_for()
+                raise helm_error(exc, f"{app.name}: helm rollback failed" + (f" (while helm waited: {seen})" if seen else "")) from None
             after = await helm.current(app.release, ns)
         result.update(result="rolled back", new_revision=after.number if after else None,
                       message=f"revision {after.number if after else '?'} is live with {back_image}")

@@ -105,6 +105,8 @@ class RolloutVerifier:
         self.clock = clock
         self._first_seen: dict[tuple[str, str], float] = {}
         self.last_pods: list | None = None  # the current ReplicaSet's pods at the last check()
+        self.last_verdict: Verdict | None = None
+        self.last_problem: str | None = None  # "pod X: ImagePullBackOff …", seen at the last check()
 
     def _read_deployment(self):
         from kubernetes.client.exceptions import ApiException
@@ -138,6 +140,7 @@ class RolloutVerifier:
         now = self.clock()
         seen_now = set()
         self.last_pods = self.new_pods(deployment)
+        self.last_problem = None
         for pod in self.last_pods:
             problem = pod_problem(pod)
             if problem is None:
@@ -146,10 +149,19 @@ class RolloutVerifier:
             key = (pod.metadata.name, reason)
             seen_now.add(key)
             first = self._first_seen.setdefault(key, now)
+            self.last_problem = f"pod {pod.metadata.name}: {reason} {message}".rstrip() + f" (for {now - first:.0f}s)"
             if now - first >= self.grace_s:
                 return Verdict("failed", f"pod {pod.metadata.name}: {reason}"), self.diagnose(pod.metadata.name, container, reason, message)
         self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen_now}
+        self.last_verdict = verdict
         return verdict, None
+
+    def waited_for(self) -> str | None:
+        """What the rollout looked like at the last check: said when helm gives up first (its own
+        timeout ended before a pod problem outlasted the grace period), so the failure has a reason."""
+        if self.last_verdict is None:
+            return None
+        return "; ".join(part for part in (self.last_verdict.message, self.last_problem) if part)
 
     def diagnose(self, pod: str, container: str, reason: str, message: str) -> PodFailure:
         """The pod's recent events and its container's last log lines, whatever of them can be read."""

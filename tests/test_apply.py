@@ -189,6 +189,23 @@ def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     assert KUBE_TOKEN not in result.stdout + result.stderr
 
 
+def test_when_helms_timeout_ends_first_the_error_says_what_it_waited_for(cli, bed):
+    """A grace period longer than helm's --timeout: helm gives up (and rolls back) before the pod check
+    may; the user still learns why the rollout never finished."""
+    publish(bed, "ingest-core", "ok1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "ok1", "--yes").code == 0
+    publish(bed, "ingest-core", "pull1")
+    bed.kube.add_failure("*:pull1*", "ImagePullBackOff")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "pull1", "--yes", "--grace", "10m", "--timeout", "5s")
+
+    assert result.code == 1, result.stderr
+    assert "helm upgrade failed" in result.stderr and "while helm waited:" in result.stderr, result.stderr
+    assert "ImagePullBackOff" in result.stderr and "pod ingest-core-" in result.stderr, result.stderr
+    assert "next: see what runs now: `manual-deploy status --env prod --app ingest-core`" in result.stderr
+    assert history(bed, "ingest-core")[-1]["status"] == "deployed"  # helm's own rollback
+
+
 def test_pending_release_is_refused_with_the_recovery_command(cli, bed):
     from kubernetes import config as kconfig
 
