@@ -1,6 +1,7 @@
-"""`apply` as named phases (krane's model): target → image → config → plan (+ lock) → confirm →
-upgrade → verify → record. Each phase prints its duration; a failure names the phase, the
-reason and the next command; nothing is left half-done (helm rolls back, the lock is released).
+"""`apply` as named phases (krane's model): target → image → config → plan → confirm → lock →
+upgrade → verify → record (with nothing to confirm, the lock is taken during the plan). Each phase
+prints its duration; a failure names the phase, the reason and the next command; nothing is left
+half-done (helm rolls back, the lock is released).
 """
 
 from __future__ import annotations
@@ -747,23 +748,32 @@ async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
             {"app": p.app.name, "result": "dry-run", "unchanged": p.unchanged, "plan": run._plan_line(p), "diff": diffs[p.app.name]}
             for p in plans
         ]}
-    locking = asyncio.create_task(run.lock_all(plans))
+    # Nobody to ask (--yes, or an env without confirm): the locks are taken while the plan reads the
+    # releases. Someone to ask: only after they said yes, so a prompt left open blocks nobody.
+    prompt = run.env.confirm and not request.yes
+    locking = None if prompt else asyncio.create_task(run.lock_all(plans))
     try:
         with run.phases("plan"):
             await run.plan(plans)
+        if prompt:
+            with run.phases("confirm"):
+                run.confirm(plans)
+            locking = asyncio.create_task(run.lock_all([p for p in plans if not p.unchanged]))
         with run.phases("lock"):
             await locking
+        if not prompt:
+            with run.phases("confirm"):
+                run.confirm(plans)  # nothing to ask: --yes, or an env without confirm
         await run.release_locks([p.app.name for p in plans if p.unchanged])
         return await _deploy_all(run, plans)
     finally:
-        await asyncio.gather(locking, return_exceptions=True)
+        if locking is not None:
+            await asyncio.gather(locking, return_exceptions=True)
         await run.release_locks()
 
 
 async def _deploy_all(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
     request = run.request
-    with run.phases("confirm"):
-        run.confirm(plans)
     from manual_deploy.notify import Notifier
 
     notifier = Notifier.from_config(run.config, run.out)

@@ -115,6 +115,38 @@ def test_prod_without_yes_and_no_tty_is_refused(cli, bed, monkeypatch):
     assert history(bed, "ingest-core") == []
 
 
+@pytest.mark.parametrize("answer, code", [("prod", 0), ("staging", 3)])
+def test_prod_asks_for_the_env_name_and_holds_no_lock_while_it_asks(cli, bed, monkeypatch, answer, code):
+    """A prompt left open must not block colleagues: the locks are taken only after the answer."""
+    import io
+
+    _, _, coordination = bed.apps_api()
+    leases_while_asking = []
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+        def readline(self, *args) -> str:
+            leases_while_asking.append([lease.metadata.name for lease in coordination.list_namespaced_lease(NS).items])
+            return f"{answer}\n"
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    publish(bed, "ingest-core", "ask1")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "ask1")
+
+    assert result.code == code, result.stderr
+    assert "Type the environment name" in result.stderr
+    assert leases_while_asking == [[]]
+    assert coordination.list_namespaced_lease(NS).items == []
+    if code == 0:
+        assert result.stderr.index("✓ plan") < result.stderr.index("✓ confirm") < result.stderr.index("✓ lock")
+        assert [r["status"] for r in history(bed, "ingest-core")] == ["deployed"]
+    else:
+        assert "did not match" in result.stderr and history(bed, "ingest-core") == []
+
+
 def test_lock_held_is_refused_and_break_lock_proceeds(cli, bed):
     from kubernetes import client
 

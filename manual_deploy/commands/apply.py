@@ -12,8 +12,8 @@ from manual_deploy.commands import _options as O
 HELP = (
     "Deploy the image to an environment with helm, the way GitLab's deploy job does, and prove it is live.\n\n"
     "Phases: target (the env's kube context, checked) → image (exists, pinned by digest) → config (replicas and "
-    "values from ingest-kube-deployment, never sourcing its bash) → plan → lock (a Lease per app, all or none) → "
-    "confirm (prod: type the env name, or --yes) → upgrade (helm upgrade --install --wait, rolled back on failure) → verify "
+    "values from ingest-kube-deployment, never sourcing its bash) → plan → confirm (prod: type the env name, or "
+    "--yes) → lock (a Lease per app, all or none; with --yes taken during the plan) → upgrade (helm upgrade --install --wait, rolled back on failure) → verify "
     "(rollout + pods; a pod in ImagePullBackOff/CrashLoopBackOff past --grace stops and rolls back) → record "
     "(audit log). Image and app default to what `tag` and `wait-image` recorded in this checkout."
 )
