@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,10 +206,13 @@ def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     bed.kube.add_failure("*:bad1*", mode, log="Exception in thread main: java.lang.IllegalStateException: no mongo\n")
 
     # helm's own timeout is far beyond the grace: only the pod check can end this early.
+    started = time.monotonic()
     result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "3s", "--timeout", "90s")
+    took = time.monotonic() - started
 
     assert result.code == 1, result.stderr
     assert "rollout failed, stopping helm and rolling back" in result.stderr, result.stderr
+    assert took < 3 + 40, (took, result.stderr)  # grace + rollback on a slow machine; helm alone would take 90 s
     assert f"{needle} in pod ingest-core-" in result.stderr, result.stderr
     assert "recent events" in result.stderr
     if mode == "CrashLoopBackOff":
