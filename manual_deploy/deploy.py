@@ -62,6 +62,7 @@ class ApplyRequest:
     repo: str = "."
     post_check: tuple[str, ...] | None = None
     rollback_on_check_failure: bool = False
+    command: str = "apply"  # what the audit record and the team's messages call it (promote, deploy run apply too)
 
 
 @dataclass
@@ -637,7 +638,7 @@ class Apply:
 
     def _audit(self, plan: AppPlan, result: AppResult, lock: DeployLock) -> None:
         entry = {
-            "command": "apply",
+            "command": self.request.command,
             "reason": self.request.reason,
             "env": self.request.env,
             "context": self.target.context if self.target else None,
@@ -779,7 +780,7 @@ async def _deploy_all(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
     notifier = Notifier.from_config(run.config, run.out)
     announced = [{"app": p.app.name, "image": p.image_ref} for p in plans if not p.unchanged]
     if announced:
-        await asyncio.to_thread(notifier.send, "start", command="apply", env=request.env, apps=announced, reason=request.reason)
+        await asyncio.to_thread(notifier.send, "start", command=request.command, env=request.env, apps=announced, reason=request.reason)
     semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
 
     async def bounded(plan: AppPlan):
@@ -800,7 +801,7 @@ async def _deploy_all(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
     if announced:
         event = "failure" if errors else "success"
         detail = "; ".join(f"{r['app']}: {r['result']}" + (f" ({r['message']})" if r.get("message") and r["result"] == "failed" else "") for r in results)
-        await asyncio.to_thread(notifier.send, event, command="apply", env=request.env, apps=announced, reason=request.reason, detail=detail)
+        await asyncio.to_thread(notifier.send, event, command=request.command, env=request.env, apps=announced, reason=request.reason, detail=detail)
     if run.git_dir:
         state.record(run.git_dir, "apply", summary)
     if errors:

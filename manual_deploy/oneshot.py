@@ -93,7 +93,7 @@ def run_deploy(config: Config, request: DeployRequest, out: Output) -> dict[str,
     out.info("── step 3/3: apply")
     base = request.apply or ApplyRequest(env=request.env)
     apply_request = ApplyRequest(**{**base.__dict__, "env": request.env, "apps": (app,), "image": None, "tag": None,
-                                    "repo": request.repo, "reason": request.reason or base.reason})
+                                    "repo": request.repo, "reason": request.reason or base.reason, "command": "deploy"})
     summary = run_apply(config, apply_request, out)
     _mark(git_dir, request, commit, [*done, "apply"])
     return {**summary, "commit": commit, "resumed_from": resumed_from}

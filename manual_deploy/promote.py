@@ -118,6 +118,7 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
         env=request.target, apps=(app.name,), image=image if app.image_style != "tag" else None,
         tag=tag if app.image_style == "tag" else None, kubeconfig=request.kubeconfig, yes=request.yes,
         reason=request.reason or f"promote from {request.source}", timeout_s=request.timeout_s, grace_s=request.grace_s,
+        command="promote",
     )
     summary = run_apply(config, apply_request, out)
     return {**summary, "promoted_from": request.source, "image": image}

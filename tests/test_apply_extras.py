@@ -25,7 +25,7 @@ def test_webhook_gets_start_and_success(cli, bed, hook):
     start = hook.messages[0]
     assert start["env"] == "prod" and start["reason"] == "INC-7" and start["ci_bypassed"] is True
     assert start["apps"][0]["app"] == "ingest-core" and "hook1" in start["apps"][0]["image"]
-    assert "GitLab CI bypassed" in start["text"]
+    assert "GitLab CI bypassed" in start["text"] and start["command"] == "apply"
     assert hook.url not in result.stdout + result.stderr
 
 

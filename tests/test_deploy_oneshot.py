@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bed import NS, history, write_bed_config
+from manual_deploy import audit
 from helpers import tags
 from manual_deploy.sandbox.quay import QuayStandIn
 
@@ -32,6 +33,7 @@ def test_fails_at_wait_image_then_resumes_there_without_retagging(cli, bed, app_
         assert [t for t in tags(app_repo.remote) if t.startswith(tag_prefix)] == [tag]  # not re-tagged
         assert second.json()["resumed_from"] == "wait-image"
         assert [r["status"] for r in history(bed, "ingest-core")] == ["deployed"]
+        assert audit.read()[-1]["command"] == "deploy"  # the record names the command that was run
 
         third = cli("--config", config, "deploy", "--env", "prod", "--yes")
         assert third.code == 0, third.stderr

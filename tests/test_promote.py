@@ -7,6 +7,7 @@ import re
 import requests
 
 from bed import NS, apply, publish
+from manual_deploy import audit
 from manual_deploy.registry import MANIFEST_ACCEPT
 
 
@@ -40,6 +41,7 @@ def test_promote_deploys_what_staging_runs(cli, bed):
     assert image.endswith(f":prom2@{digest}")
     assert replicas == 10  # prod's own replica count from the config repo
     assert result.json()["promoted_from"] == "staging"
+    assert audit.read()[-1]["command"] == "promote"
 
 
 def test_promote_refuses_when_the_source_is_not_healthy(cli, bed):
