@@ -233,7 +233,7 @@ def test_when_helms_timeout_ends_first_the_error_says_what_it_waited_for(cli, be
     publish(bed, "ingest-core", "pull1")
     bed.kube.add_failure("*:pull1*", "ImagePullBackOff")
 
-    result = apply(cli, bed, "--app", "ingest-core", "--tag", "pull1", "--yes", "--grace", "10m", "--timeout", "5s")
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "pull1", "--yes", "--grace", "10m", "--timeout", "8s")
 
     assert result.code == 1, result.stderr
     assert "helm upgrade failed" in result.stderr and "while helm waited:" in result.stderr, result.stderr
