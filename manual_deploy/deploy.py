@@ -209,8 +209,6 @@ def resolve_images(config: Config, wanted: list[tuple[ResolvedApp, str, str | No
     import manual_deploy.imagewait  # noqa: F401 - imported here, not by several threads at once
     import manual_deploy.registry  # noqa: F401
 
-    if len(wanted) == 1:
-        return [resolve_image(config, *wanted[0], out)]
     with ThreadPoolExecutor(max_workers=min(len(wanted), MAX_PARALLEL_APPS), thread_name_prefix="image") as pool:
         return list(pool.map(lambda item: resolve_image(config, *item, out), wanted))
 
@@ -447,8 +445,8 @@ class Apply:
     async def lock_all(self, plans: list[AppPlan]) -> None:
         """Every app's deploy lock, or none: a refusal for one app leaves all of them untouched.
 
-        Runs while the plan reads the releases (so it costs no time of its own) and before anything
-        is written; locks of apps that turn out unchanged are given back after the plan.
+        Always before anything is written: during the plan when nobody is asked (so it costs no time
+        of its own), else right after the confirmation (see `_run_async`).
         """
 
         def take(plan: AppPlan) -> DeployLock:
@@ -562,12 +560,11 @@ class Apply:
 
     async def _upgrade_and_verify(self, plan: AppPlan) -> Revision:
         helm, ns = self._helm(), self.target.namespace
-        chart = plan.chart or self.deploy.chart_dir(plan.app.chart)
         from manual_deploy.lock import holder_identity
 
         upgrade = asyncio.create_task(
             helm.upgrade(
-                plan.app.release, chart, plan.values, namespace=ns,
+                plan.app.release, plan.chart, plan.values, namespace=ns,
                 description=description(self.request, plan, self.deploy.sha, holder_identity()),
                 timeout_s=self.request.timeout_s,
             )

@@ -218,7 +218,7 @@ class HelmDriver:
         return _dump_docs(docs)
 
     async def template(self, release: str, chart_dir: Path, values: list[dict], namespace: str) -> str:
-        chart = await self.client.get_chart(chart_dir)
+        chart = await self.chart(chart_dir)
         docs = await self.client.template_resources(chart, release, *values, namespace=namespace, is_upgrade=True)
         return _dump_docs(docs)
 
@@ -239,12 +239,7 @@ class HelmDriver:
         return Chart(self.client._command, ref=chart_dir, metadata=metadata)
 
     async def upgrade(self, release: str, chart, values: list[dict], *, namespace: str, description: str, timeout_s: float) -> Revision:
-        """`helm upgrade --install --wait` with rollback on failure, never creating namespaces.
-
-        `chart` is a chart directory or what `chart()` returned for it.
-        """
-        if isinstance(chart, (str, Path)):
-            chart = await self.chart(Path(chart))
+        """`helm upgrade --install --wait` of what `chart()` loaded, with rollback on failure, never creating namespaces."""
         on_failure = {"atomic": True} if self.major < 4 else {"rollback_on_failure": True}
         revision = await self.client.install_or_upgrade_release(
             release,

@@ -44,13 +44,8 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
     target = resolve_target(config, env, kubeconfig=kubeconfig)
     helm = HelmDriver(find_helm(config.helm.executable), kubeconfig=kubeconfig, context=target.context, timeout_s=60)
 
-    async def read():
-        current = await helm.current(app.release, target.namespace)
-        values = await helm.values(app.release, target.namespace, current.number) if current else {}
-        return current, values
-
     try:
-        current, values = asyncio.run(read())
+        current, values = asyncio.run(helm.current_and_values(app.release, target.namespace))
     except Exception as exc:
         raise helm_error(exc, f"cannot read {app.release} in {target.context}/{target.namespace}") from None
     if current is None or current.status != "deployed":

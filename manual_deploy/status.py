@@ -269,11 +269,7 @@ def _first_line(exc: BaseException) -> str:
 
 async def read_release(helm: HelmDriver, release: str, namespace: str) -> tuple[Revision | None, dict]:
     """The current revision and its user-supplied values (where `image` and `replicas` live)."""
-    current = await asyncio.wait_for(helm.current(release, namespace), HELM_READ_TIMEOUT_S)
-    if current is None:
-        return None, {}
-    values = await asyncio.wait_for(helm.values(release, namespace, current.number), HELM_READ_TIMEOUT_S)
-    return current, values or {}
+    return await asyncio.wait_for(helm.current_and_values(release, namespace), HELM_READ_TIMEOUT_S)
 
 
 def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: LiveDeployment | None) -> AppStatus:

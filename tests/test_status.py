@@ -161,11 +161,9 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
             in_flight -= 1
             return value
 
-        async def current(self, release, namespace):
-            return await self._slow(Revision(1, "deployed", "2024-05-01T10:00:00.123456789Z", "Upgrade complete"))
-
-        async def values(self, release, namespace, number):
-            return await self._slow({"image": f"quay.io/ebi-ait/{release}:t1"})
+        async def current_and_values(self, release, namespace):
+            return await self._slow((Revision(1, "deployed", "2024-05-01T10:00:00.123456789Z", "Upgrade complete"),
+                                     {"image": f"quay.io/ebi-ait/{release}:t1"}))
 
     monkeypatch.setattr(status, "HelmDriver", SlowHelm)
     monkeypatch.setattr(status, "live_deployments", lambda target: {})
