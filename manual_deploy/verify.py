@@ -134,8 +134,9 @@ class RolloutVerifier:
         """One look. A pod problem seen continuously for `grace_s` is a failure with its diagnosis."""
         deployment = self._read_deployment()
         if deployment is None:
-            self.last_pods = None
-            return Verdict("progressing", f"deployment {self.name} not created yet"), None
+            self.last_pods, self.last_problem = None, None
+            self.last_verdict = Verdict("progressing", f"deployment {self.name} not created yet")
+            return self.last_verdict, None
         verdict = deployment_verdict(deployment)
         now = self.clock()
         seen_now = set()

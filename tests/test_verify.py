@@ -149,3 +149,19 @@ def test_the_image_check_names_pods_that_run_something_else(tmp_path):
         assert verifier.images_live("aaa1111") == []  # charts that take a bare tag
         wrong = verifier.images_live("quay.io/ebi-ait/ingest-core:bbb2222")
         assert len(wrong) == 2 and all(w.startswith("ingest-core-") and w.endswith("runs quay.io/ebi-ait/ingest-core:aaa1111") for w in wrong)
+
+
+def test_what_helm_waited_for_is_the_last_look_even_when_the_deployment_is_gone(tmp_path):
+    """Said when helm's timeout ends first: it must describe the last check, not an older one."""
+    from kubernetes import config as kconfig
+
+    from manual_deploy.sandbox.kube import KubeEmulator
+    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+
+    with KubeEmulator(token="verify-token-0123456789") as kube:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token="verify-token-0123456789")
+        api = kconfig.new_client_from_config(config_file=str(kubeconfig), context="ingest-eks-prod", persist_config=False)
+        verifier = RolloutVerifier(api, "prod-environment", "ingest-core", grace_s=60)
+        assert verifier.waited_for() is None
+        verifier.check()
+        assert verifier.waited_for() == "deployment ingest-core not created yet"
