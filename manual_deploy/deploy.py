@@ -130,7 +130,12 @@ EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (
 
 
 def _warm_up_kubernetes_client() -> None:
-    """Import the kubernetes API modules (~1 s) in the background while the early phases talk to git and the registry.
+    """Import what the deploy lock needs (kubeconfig loading, the Lease API) in the background while
+    the early phases talk to git and the registry.
+
+    Only that: the Deployment and Pod APIs (≈ 0.6 s of pydantic model classes) are first needed by
+    the rollout verifier, which is built while helm is already running. Imported here as well, they
+    competed for the GIL with the main thread's own imports and held up the lock, and so helm.
 
     Packages both threads need are imported here first, in this thread: two threads importing the
     same package (requests, whose modules import each other) in different orders can trip Python's
@@ -143,10 +148,14 @@ def _warm_up_kubernetes_client() -> None:
     import requests  # noqa: F401
     import urllib3.util.retry  # noqa: F401
 
-    def load() -> None:
-        from kubernetes.client import AppsV1Api, CoordinationV1Api, CoreV1Api  # noqa: F401
+    threading.Thread(target=import_lock_client, name="kubernetes-import", daemon=True).start()
 
-    threading.Thread(target=load, name="kubernetes-import", daemon=True).start()
+
+def import_lock_client() -> None:
+    """The kubernetes modules a deploy lock is taken with (see `_warm_up_kubernetes_client`)."""
+    from kubernetes import config  # noqa: F401
+    from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
+    from kubernetes.client.exceptions import ApiException  # noqa: F401
 
 
 def _validate_flags(request: ApplyRequest) -> None:

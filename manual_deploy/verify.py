@@ -7,6 +7,7 @@ CrashLoopBackOff past a grace period will not recover by waiting, so we stop and
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -87,6 +88,22 @@ class PodFailure:
         return "\n".join(lines)
 
 
+_IMPORTING = threading.Lock()
+
+
+def rollout_apis():
+    """kubernetes' AppsV1Api and CoreV1Api, imported by one thread at a time.
+
+    Several apps' verifiers are built at once, each in its own thread; their model modules import
+    one another, and two threads importing such a web from different ends can get a half-initialised
+    module from Python's import deadlock breaker.
+    """
+    with _IMPORTING:
+        from kubernetes.client import AppsV1Api, CoreV1Api
+
+    return AppsV1Api, CoreV1Api
+
+
 def _selector(match_labels: dict[str, str] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((match_labels or {}).items()))
 
@@ -95,10 +112,9 @@ class RolloutVerifier:
     """Polled while helm waits: the Deployment's rollout state and its new pods' health."""
 
     def __init__(self, api_client, namespace: str, deployment: str, *, grace_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        from kubernetes import client
-
-        self.apps = client.AppsV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
+        apps_api, core_api = rollout_apis()
+        self.apps = apps_api(api_client)
+        self.core = core_api(api_client)
         self.namespace = namespace
         self.name = deployment
         self.grace_s = grace_s

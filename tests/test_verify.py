@@ -93,7 +93,7 @@ if sys.argv[1] == "early":
     for name in deploy.EARLY_PHASE_MODULES:
         __import__(name)
 else:
-    from kubernetes.client import AppsV1Api, CoordinationV1Api, CoreV1Api
+    deploy.import_lock_client()
 print(json.dumps(sorted(set(sys.modules) - ready)))
 """
 
