@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from manual_deploy import validate
+from manual_deploy import validate, yamlio
 from manual_deploy.errors import ConfigError, UsageError
 
 CONFIG_ENV_VAR = "MANUAL_DEPLOY_CONFIG"
@@ -199,7 +199,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
 
 def parse_config(text: str, source: str) -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yamlio.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

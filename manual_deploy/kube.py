@@ -37,13 +37,15 @@ def _merged_kubeconfig(path: str) -> dict:
     """clusters/contexts/users of every file in `path` (':'-separated); the first definition wins, as in kubectl."""
     import yaml
 
+    from manual_deploy import yamlio
+
     existing = [Path(p).expanduser() for p in path.split(os.pathsep) if p and Path(p).expanduser().is_file()]
     if not existing:
         raise Refused(f"no kubeconfig found at {path}", hint=_context_hint(None))
     merged: dict[str, list] = {"clusters": [], "contexts": [], "users": []}
     for file in existing:
         try:
-            data = yaml.safe_load(file.read_text()) or {}
+            data = yamlio.safe_load(file.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise Refused(f"cannot read kubeconfig {file}: {exc}") from None
         for key, items in merged.items():
