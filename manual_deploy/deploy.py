@@ -16,14 +16,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-import yaml
-
-from manual_deploy import audit, deployconfig, state, validate
+from manual_deploy import audit, deployconfig, state, validate, yamlio
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
 from manual_deploy.durations import format_duration
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused, UsageError
-from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
+from manual_deploy.helm import HelmDriver, Revision, StatusRead, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
 from manual_deploy.lock import DeployLock
 from manual_deploy.redact import redact
@@ -143,8 +141,6 @@ def _warm_up_kubernetes_client() -> None:
     "cannot import name 'parse_dict_header' from partially initialized module 'requests.utils'").
     tests/test_verify.py checks that nothing else is shared.
     """
-    import threading
-
     import requests  # noqa: F401
     import urllib3.util.retry  # noqa: F401
 
@@ -248,7 +244,7 @@ def resolve_image(config: Config, app: ResolvedApp, tag: str, digest: str | None
 
 def helm_values(deploy: deployconfig.DeployConfig, app: ResolvedApp, env: str, image_value: str, replicas: int | None) -> list[dict]:
     """What GitLab's deploy job passes: -f apps/<env>.yaml plus --set-string overrides."""
-    base = yaml.safe_load(deploy.values_file(env).read_text()) or {}
+    base = yamlio.safe_load(deploy.values_file(env).read_text()) or {}
     overrides = {
         "environment": env,
         "image": image_value,
@@ -286,6 +282,7 @@ class Apply:
         self.kube = None
         self._kube_guard = threading.Lock()
         self.locks: dict[str, DeployLock] = {}
+        self.status_reads: dict[str, StatusRead] = {}
         self.git_dir = state.find_git_dir(request.repo)
         self.recorded = state.load(self.git_dir) if self.git_dir else {}
 
@@ -300,6 +297,29 @@ class Apply:
         with self.phases("target"):
             self.target = resolve_target(config, request.env, kubeconfig=request.kubeconfig, context=request.kube_context, out=self.out)
             self.out.info(f"  {self.target.banner()}")
+        self._start_status_reads(apps)
+        try:
+            return self._image_and_config(apps)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_status_reads(self, apps: list[ResolvedApp]) -> None:
+        """Every app's `helm status` (up to MAX_PARALLEL_APPS) runs in the background from here on:
+        the plan needs it, and it costs helm a cluster round trip that the image and config phases
+        would otherwise wait in front of. Read-only, and only once the target is checked."""
+        executable = find_helm(self.config.helm.executable)
+        for app in apps[:MAX_PARALLEL_APPS]:
+            self.status_reads[app.name] = StatusRead(executable, app.release, self.target.namespace,
+                                                     kubeconfig=self.request.kubeconfig, context=self.target.context)
+
+    def close(self) -> None:
+        """Stop the status reads a failed or interrupted run did not use (safe to call twice)."""
+        while self.status_reads:
+            self.status_reads.popitem()[1].stop()
+
+    def _image_and_config(self, apps: list[ResolvedApp]) -> list[AppPlan]:
+        request, config = self.request, self.config
         plans = []
         with self.phases("image"):
             wanted = [(app, *image_for(app, request, self.recorded, single=len(apps) == 1)) for app in apps]
@@ -359,8 +379,12 @@ class Apply:
         release = plan.app.release
         chart_dir = self.deploy.chart_dir(plan.app.chart)
         chart = asyncio.create_task(helm.chart(chart_dir))  # meanwhile: the upgrade then starts at once
+        started = self.status_reads.pop(plan.app.name, None)
         try:
-            plan.current, values = await helm.current_and_values(release, namespace)
+            if started:
+                plan.current, values = await asyncio.to_thread(started.result)
+            else:
+                plan.current, values = await helm.current_and_values(release, namespace)
             if plan.current:
                 plan.current_values = values
         except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth
@@ -743,6 +767,8 @@ def run_apply(config: Config, request: ApplyRequest, out: Output) -> dict[str, A
             hint=f"check the release: `manual-deploy status --env {request.env}` or `helm status <app> -n {run.env.namespace}`; "
             f"if it is stuck in pending-*, re-run apply with --recover",
         ) from None
+    finally:
+        run.close()
 
 
 async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:

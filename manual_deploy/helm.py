@@ -53,6 +53,80 @@ def helm_error(exc: Exception, action: str, *secrets: str | None) -> OperationFa
 
 
 STOP_GRACE_S = 5.0
+STATUS_TIMEOUT_S = 120.0  # a `helm status` that hangs longer than this will not answer
+
+
+def helm_argv(executable: str, command: list, *, kubeconfig: str | Path | None, context: str | None) -> list[str]:
+    """helm's argument list for one command, bound to a kubeconfig file and a context."""
+    argv = [executable, *(str(part) for part in command)]
+    if kubeconfig:
+        argv += ["--kubeconfig", str(kubeconfig)]
+    if context:
+        argv += ["--kube-context", context]
+    return argv
+
+
+def single_kubeconfig(kubeconfig: str | None) -> Path | None:
+    """helm's --kubeconfig takes one file; a ':'-separated KUBECONFIG is left to helm's own env handling."""
+    return Path(kubeconfig).expanduser() if kubeconfig and os.pathsep not in kubeconfig else None
+
+
+class HelmCommandError(Exception):
+    """A helm process that failed; `stderr` is what `helm_error` reports."""
+
+    def __init__(self, returncode: int, stderr: bytes):
+        super().__init__(f"helm exited {returncode}")
+        self.returncode, self.stderr = returncode, stderr
+
+
+class StatusRead:
+    """`helm status -o json` of one release, started now and read when the plan needs it.
+
+    apply starts these as soon as the target is known, so helm talks to the cluster while the
+    image and config phases run (and pyhelm3 loads); the plan then only collects the answer.
+    """
+
+    def __init__(self, executable: str, release: str, namespace: str, *, kubeconfig: str | None, context: str):
+        import subprocess
+
+        argv = helm_argv(executable, ["status", release, "--namespace", namespace, "--output", "json"],
+                         kubeconfig=single_kubeconfig(kubeconfig), context=context)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+
+    def result(self) -> tuple[Revision | None, dict]:
+        """Blocks until helm answers (at most STATUS_TIMEOUT_S): (current revision, user values) or (None, {})."""
+        import json
+        import subprocess
+
+        try:
+            stdout, stderr = self.proc.communicate(timeout=STATUS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise HelmCommandError(-1, f"Error: helm status gave no answer in {STATUS_TIMEOUT_S:.0f}s".encode()) from None
+        if self.proc.returncode != 0:
+            if b"release: not found" in stderr.lower():
+                return None, {}
+            raise HelmCommandError(self.proc.returncode, stderr)
+        return status_revision(json.loads(stdout))
+
+    def stop(self) -> None:
+        """Kill helm if it still runs (apply failed before the plan read it), and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def status_revision(status: dict) -> tuple[Revision, dict]:
+    """(revision, user values) from `helm status -o json`; its `config` holds the user values.
+
+    Read straight from the JSON: pyhelm3's revision object would also parse the whole rendered
+    manifest (pure-Python YAML) just to be discarded.
+    """
+    info = status.get("info") or {}
+    revision = Revision(int(status["version"]), str(info.get("status", "")), _as_datetime_text(info.get("last_deployed")),
+                        str(info.get("description") or ""))
+    return revision, status.get("config") or {}
 
 
 def remembered_version(executable: str) -> str:
@@ -105,12 +179,7 @@ def _exec_command_class():
 
     class ExecCommand(Command):
         def _argv(self, command: list) -> list[str]:
-            argv = [self._executable, *(str(part) for part in command)]
-            if self._kubeconfig:
-                argv += ["--kubeconfig", str(self._kubeconfig)]
-            if self._kubecontext:
-                argv += ["--kube-context", self._kubecontext]
-            return argv
+            return helm_argv(self._executable, command, kubeconfig=self._kubeconfig, context=self._kubecontext)
 
         def client_version(self) -> semver.VersionInfo:
             return semver.VersionInfo.parse(remembered_version(self._executable).lstrip("v"))
@@ -159,11 +228,11 @@ class HelmDriver:
         import pyhelm3
 
         self.executable = executable
-        # helm's --kubeconfig takes one file; a ':'-separated KUBECONFIG is left to helm's own env handling.
-        single = kubeconfig if kubeconfig and os.pathsep not in kubeconfig else None
+        self.kubeconfig = kubeconfig
+        self.context = context
         command = _exec_command_class()(
             executable=executable,
-            kubeconfig=Path(single).expanduser() if single else None,
+            kubeconfig=single_kubeconfig(kubeconfig),
             kubecontext=context,
             default_timeout=f"{int(timeout_s)}s",
         )
@@ -183,9 +252,7 @@ class HelmDriver:
     async def current_and_values(self, release: str, namespace: str) -> tuple[Revision | None, dict]:
         """The current revision and its user-supplied values, from one `helm status` (its JSON has `config`).
 
-        One helm process instead of `status` + `get values`: apply's plan runs this for every app.
-        Read straight from the JSON: pyhelm3's revision object would also parse the whole rendered
-        manifest (pure-Python YAML) just to be discarded.
+        One helm process instead of `status` + `get values` (see `status_revision`).
         """
         from pyhelm3.errors import ReleaseNotFoundError
 
@@ -193,10 +260,7 @@ class HelmDriver:
             status = await self.client._command.status(release, namespace=namespace)
         except ReleaseNotFoundError:
             return None, {}
-        info = status.get("info") or {}
-        revision = Revision(int(status["version"]), str(info.get("status", "")), _as_datetime_text(info.get("last_deployed")),
-                            str(info.get("description") or ""))
-        return revision, status.get("config") or {}
+        return status_revision(status)
 
     async def values(self, release: str, namespace: str, number: int) -> dict:
         return await self.client._command.get_values(release, namespace=namespace, revision=number)
@@ -229,11 +293,12 @@ class HelmDriver:
         directory: reading it saves one helm process per app (eight of them compete for two cores
         in a multi-app apply). Anything unusual in it → helm is asked after all.
         """
-        import yaml
         from pyhelm3.models import Chart, ChartMetadata
 
+        from manual_deploy import yamlio
+
         try:
-            metadata = ChartMetadata(**yaml.safe_load((chart_dir / "Chart.yaml").read_text()))
+            metadata = ChartMetadata(**yamlio.safe_load((chart_dir / "Chart.yaml").read_text()))
         except Exception:  # noqa: BLE001 - helm's own reading is the reference
             return await self.client.get_chart(chart_dir)
         return Chart(self.client._command, ref=chart_dir, metadata=metadata)

@@ -98,11 +98,25 @@ def test_wrong_context_refused_before_any_cluster_write(cli, bed, tmp_path):
     assert writes(bed) == []
 
 
-def test_missing_image_is_refused(cli, bed):
+def test_missing_image_is_refused_and_leaves_no_helm_behind(cli, bed, monkeypatch):
+    """The release's `helm status` starts right after the target phase; a refusal in the image phase
+    must stop and reap it (the real helm; the subclass only remembers which processes apply started)."""
+    from manual_deploy import deploy
+    from manual_deploy.helm import StatusRead
+
+    started = []
+
+    class Remembered(StatusRead):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self.proc)
+
+    monkeypatch.setattr(deploy, "StatusRead", Remembered)
     result = apply(cli, bed, "--app", "ingest-core", "--tag", "never-built", "--yes")
     assert result.code == 3, result.stderr
     assert "not in the registry" in result.stderr and "wait-image" in result.stderr
     assert writes(bed) == []
+    assert len(started) == 1 and started[0].returncode is not None
 
 
 def test_prod_without_yes_and_no_tty_is_refused(cli, bed, monkeypatch):

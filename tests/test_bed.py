@@ -99,17 +99,22 @@ def test_helm_template_of_the_fixture_chart_for_prod(fixture_repo):
 
 @pytest.mark.parametrize("name", ["helm3", "helm4"])
 def test_the_drivers_shortcuts_agree_with_what_pyhelm3_and_helm_say(name, cluster, fixture_repo):
-    """apply's plan reads revision + values from one `helm status` and the chart from its Chart.yaml;
-    both must give exactly what the longer way (pyhelm3's revision, `helm get values`, `helm show chart`) gives."""
-    from manual_deploy.helm import HelmDriver
+    """apply's plan reads revision + values from one `helm status` (started early, outside pyhelm3) and
+    the chart from its Chart.yaml; both must give exactly what the longer way (pyhelm3's revision,
+    `helm get values`, `helm show chart`) gives."""
+    from manual_deploy.helm import HelmDriver, StatusRead
 
     _, kubeconfig = cluster
     driver = HelmDriver(str(HELMS[name]), kubeconfig=str(kubeconfig), context="ingest-eks-prod", timeout_s=60)
+
+    def early(release: str):
+        return StatusRead(str(HELMS[name]), release, NS, kubeconfig=str(kubeconfig), context="ingest-eks-prod").result()
     chart_dir = fixture_repo.work / "apps" / "ingest-core"
     env_values = yaml.safe_load((fixture_repo.work / "apps" / "prod.yaml").read_text())
 
     async def scenario():
         assert await driver.current_and_values("ingest-core", NS) == (None, {})
+        assert early("ingest-core") == (None, {})
         chart = await driver.chart(chart_dir)
         assert chart.metadata == (await driver.client.get_chart(chart_dir)).metadata
         await driver.upgrade("ingest-core", chart, [env_values, values("quay.io/ebi-ait/ingest-core:aaa1111", 2)],
@@ -119,5 +124,6 @@ def test_the_drivers_shortcuts_agree_with_what_pyhelm3_and_helm_say(name, cluste
         assert revision.number == 1 and revision.description == "first"
         assert current_values == await driver.values("ingest-core", NS, 1)
         assert current_values["image"] == "quay.io/ebi-ait/ingest-core:aaa1111"
+        assert early("ingest-core") == (revision, current_values)
 
     asyncio.run(scenario())
