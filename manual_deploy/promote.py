@@ -20,7 +20,7 @@ from manual_deploy.deploy import ApplyRequest, run_apply
 from manual_deploy.errors import Refused, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target
-from manual_deploy.verify import RolloutVerifier, deployment_verdict
+from manual_deploy.verify import deployment_verdict
 
 _REF = re.compile(r"^(?P<repo>[^@]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 _RELEASE_TAG = re.compile(r"^[a-z][a-z0-9-]*-(?P<sha>[0-9a-f]{8})-\d{2}-\d{2}-\d{4}\.\d+$")
