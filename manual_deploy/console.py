@@ -7,6 +7,7 @@ while a human still sees every step on the terminal.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -18,10 +19,23 @@ class Output:
         self.format = fmt
         self.verbose = verbose
         self._err = None
+        self._styled: bool | None = None
 
     @property
     def json(self) -> bool:
         return self.format == "json"
+
+    @property
+    def styled(self) -> bool:
+        """Style (rich) only where it shows: a terminal, or FORCE_COLOR / TTY_COMPATIBLE set.
+
+        Anywhere else (a pipe, a CI log, a test) rich would print the very same plain text, and
+        loading it costs every command ≈ 0.05 s of start-up.
+        """
+        if self._styled is None:
+            forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+            self._styled = bool(forced) or _is_terminal(sys.stderr)
+        return self._styled
 
     def _console(self):
         if self._err is None:
@@ -30,26 +44,33 @@ class Output:
             self._err = Console(stderr=True, highlight=False, soft_wrap=True)
         return self._err
 
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self.styled:
+            self._console().print(text, style=style, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
     def info(self, message: str) -> None:
-        self._console().print(message, markup=False)
+        self._print(message)
 
     def step(self, message: str) -> None:
-        self._console().print(f"• {message}", markup=False)
+        self._print(f"• {message}")
 
     def success(self, message: str) -> None:
-        self._console().print(f"✓ {message}", style="green", markup=False)
+        self._print(f"✓ {message}", style="green")
 
     def warn(self, message: str) -> None:
-        self._console().print(f"warning: {message}", style="bold yellow", markup=False)
+        self._print(f"warning: {message}", style="bold yellow")
 
     def debug(self, message: str) -> None:
         if self.verbose:
-            self._console().print(message, style="dim", markup=False)
+            self._print(message, style="dim")
 
     def error(self, message: str, hint: str | None = None) -> None:
-        self._console().print(f"error: {message}", style="bold red", markup=False)
+        self._print(f"error: {message}", style="bold red")
         if hint:
-            self._console().print(f"  next: {hint}", markup=False)
+            self._print(f"  next: {hint}")
 
     def result(self, data: dict[str, Any], text: str) -> None:
         """The command's answer: `text` for humans, `data` as one JSON object with --output json."""
@@ -74,9 +95,8 @@ class Ticker:
         self._status = None
 
     def __enter__(self) -> "Ticker":
-        console = self.out._console()
-        if console.is_terminal:
-            self._status = console.status("waiting…")
+        if self.out.styled and self.out._console().is_terminal:
+            self._status = self.out._console().status("waiting…")
             self._status.start()
         self._last_line = self.clock()
         return self
@@ -100,3 +120,10 @@ class Ticker:
         elif self.clock() >= self.due():
             self.out.info(message)
             self._last_line = self.clock()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False

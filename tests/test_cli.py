@@ -87,3 +87,22 @@ def test_config_from_environment_variable(cli, tmp_path, monkeypatch, app_repo):
     assert result.code == 2
     assert "registry.url" in result.stderr
     assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_progress_is_plain_text_off_a_terminal_and_styled_when_forced():
+    """A pipe or CI log gets exactly the words (and rich is not even loaded); FORCE_COLOR brings the styles back."""
+    import os
+
+    code = ("import sys; from manual_deploy.console import Output; o = Output(); o.warn('careful'); o.success('done'); "
+            "print('rich' if 'rich.console' in sys.modules else 'plain')")
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    env["PYTHONIOENCODING"] = "utf-8"
+
+    def run(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              encoding="utf-8", timeout=60, check=True)
+
+    plain, forced = run(), run(FORCE_COLOR="1")
+    assert (plain.stdout, plain.stderr) == ("plain\n", "warning: careful\n✓ done\n")
+    assert forced.stdout == "rich\n"
+    assert "\x1b[" in forced.stderr and "careful" in forced.stderr and "done" in forced.stderr
