@@ -29,6 +29,7 @@ from manual_deploy.verify import RolloutVerifier, same_image
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 MAX_PARALLEL_APPS = 8
+HELM_HEAD_START_S = 0.5  # helm's own start of an upgrade, before the rollout verifier is built
 _IMAGE_REF = re.compile(r"^(?P<repo>[a-z0-9.:-]+(?:/[a-z0-9._-]+)+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
 
@@ -602,7 +603,10 @@ class Apply:
                 timeout_s=self.request.timeout_s,
             )
         )
-        # Built in a thread so helm starts meanwhile (the kubernetes API modules are slow to import).
+        # helm first: while it renders the chart and writes the release, the API server and helm have
+        # the CPU to themselves; then the verifier is built in a thread (its kubernetes API modules
+        # take ≈ 0.5 s of CPU to import). Its first look is due a second later anyway.
+        await asyncio.wait({upgrade}, timeout=HELM_HEAD_START_S)
         verifier = await asyncio.to_thread(RolloutVerifier, self.kube_client(), ns, plan.app.release, grace_s=self.request.grace_s)
         failure = await watch_helm(upgrade, verifier, self.out, plan.app.name)
         if failure is not None:
