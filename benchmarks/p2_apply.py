@@ -20,9 +20,9 @@ from common import (  # noqa: E402
 
 TARGET = 1.3
 APP = "ingest-core"
-# What an apply cannot start helm without: the CLI (typer), config (pydantic), output (rich), the
-# registry client (requests), helm (pyhelm3) and the deploy lock (the kubernetes client).
-STACK_IMPORTS = ("import typer, pydantic, rich.console, requests, pyhelm3.client, kubernetes.config; "
+# What an apply cannot start helm without: the CLI (typer), config (pydantic), the registry client
+# (requests), helm (pyhelm3) and the deploy lock (the kubernetes client). (rich: only on a terminal.)
+STACK_IMPORTS = ("import typer, pydantic, requests, pyhelm3.client, kubernetes.config; "
                  "from kubernetes.client import CoordinationV1Api")
 
 
