@@ -54,6 +54,7 @@ def helm_error(exc: Exception, action: str, *secrets: str | None) -> OperationFa
 
 STOP_GRACE_S = 5.0
 STATUS_TIMEOUT_S = 120.0  # a `helm status` that hangs longer than this will not answer
+NOT_FOUND = "release: not found"  # in helm's stderr when the release does not exist
 
 
 def helm_argv(executable: str, command: list, *, kubeconfig: str | Path | None, context: str | None) -> list[str]:
@@ -105,7 +106,7 @@ class StatusRead:
             self.stop()
             raise HelmCommandError(-1, f"Error: helm status gave no answer in {STATUS_TIMEOUT_S:.0f}s".encode()) from None
         if self.proc.returncode != 0:
-            if b"release: not found" in stderr.lower():
+            if NOT_FOUND in stderr.decode(errors="replace").lower():
                 return None, {}
             raise HelmCommandError(self.proc.returncode, stderr)
         return status_revision(json.loads(stdout))
@@ -171,7 +172,6 @@ def _exec_command_class():
       waiting for pods after SIGTERM, and pyhelm3 would wait for it until --timeout.
     """
     import asyncio
-    import subprocess
 
     import semver
     from pyhelm3 import errors as helm_errors
@@ -200,7 +200,7 @@ def _exec_command_class():
             if proc.returncode == 0:
                 return stdout
             text = stderr.decode(errors="replace").lower()
-            if "release: not found" in text:
+            if NOT_FOUND in text:
                 raise helm_errors.ReleaseNotFoundError(proc.returncode, stdout, stderr)
             if "context canceled" in text:
                 raise helm_errors.CommandCancelledError(proc.returncode, stdout, stderr)
@@ -228,8 +228,6 @@ class HelmDriver:
         import pyhelm3
 
         self.executable = executable
-        self.kubeconfig = kubeconfig
-        self.context = context
         command = _exec_command_class()(
             executable=executable,
             kubeconfig=single_kubeconfig(kubeconfig),
