@@ -42,3 +42,25 @@ def test_up_twice_env_build_trigger_down_twice(cli, tmp_path):
     twice = cli("sandbox", "down", "--dir", directory)
     assert twice.code == 0 and "not running" in twice.stdout
     assert cli("sandbox", "env", "--dir", directory).code == 2
+
+
+def test_a_shell_pointed_at_the_sandbox_can_still_stop_it(cli, tmp_path, monkeypatch):
+    """The RUNBOOK's drill: `sandbox up`, `eval "$(manual-deploy sandbox env)"`, …, `sandbox down`.
+    The eval moves MANUAL_DEPLOY_STATE_DIR into the sandbox; `down` must still find it and stop it."""
+    directory = tmp_path / "sb"
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "user-state"))
+    monkeypatch.delenv("MANUAL_DEPLOY_SANDBOX_DIR", raising=False)
+    first = cli("sandbox", "up", "--dir", directory)
+    ready = read_ready(directory)
+    try:
+        assert first.code == 0, first.stderr
+        for line in first.stdout.splitlines():  # what eval would do
+            name, _, value = line.removeprefix("export ").partition("=")
+            monkeypatch.setenv(name, value)
+        assert cli("sandbox", "env").code == 0
+    finally:
+        down = cli("sandbox", "down")
+    assert down.code == 0 and down.stdout.strip() == "stopped", down.stdout + down.stderr
+    assert not pid_alive(ready["pid"]) and not pid_alive(ready["registry_pid"])
+    again = cli("sandbox", "down")
+    assert again.code == 0 and f"not running (no sandbox in {directory.resolve()})" in again.stdout

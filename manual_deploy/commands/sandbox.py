@@ -11,17 +11,21 @@ HELP = (
     "A local drill of the whole chain, no cloud account: an app repo, ingest-kube-deployment, the real "
     "registry, a quay stand-in that builds pushed tags, an emulated cluster with the three ingest contexts."
 )
-DIR_HELP = "Where the sandbox lives (default: the per-user state dir)."
+DIR_HELP = "Where the sandbox lives (default: $MANUAL_DEPLOY_SANDBOX_DIR, which `sandbox env` sets, else the per-user state dir)."
 
 sandbox_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
 
 def _dir(directory: Optional[Path]) -> Path:
-    if directory is not None:
-        return directory
+    """--dir, else the sandbox a shell was pointed at by `sandbox env`, else the per-user one."""
+    import os
+
     from manual_deploy import paths
 
-    return paths.state_dir() / "sandbox"
+    if directory is not None:
+        return directory
+    exported = os.environ.get("MANUAL_DEPLOY_SANDBOX_DIR")
+    return Path(exported) if exported else paths.state_dir() / "sandbox"
 
 
 def _require_extra() -> None:
@@ -64,4 +68,5 @@ def down(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--d
     from manual_deploy.sandbox.drill import down as stop
 
     stopped = stop(_dir(directory), ctx.obj.out)
-    ctx.obj.out.result({"stopped": stopped}, "stopped" if stopped else "not running")
+    ctx.obj.out.result({"stopped": stopped, "dir": str(_dir(directory))},
+                       "stopped" if stopped else f"not running (no sandbox in {_dir(directory)})")

@@ -153,7 +153,7 @@ def serve(directory: Path) -> int:
             "pid": os.getpid(), "registry_pid": registry.pid, "registry": registry.url, "quay_api": quay.api_url,
             "kube": kube.url, "kubeconfig": str(kubeconfig), "config": str(config), "helm": helm,
             "app_checkout": str(directory / "apps" / APP), "deploy_repo": deploy_repo_url,
-            "state_dir": str(directory / "state"), "cache_dir": str(directory / "cache"),
+            "state_dir": str(directory / "state"), "cache_dir": str(directory / "cache"), "dir": str(directory),
         }
         tmp = ready_file(directory).with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
@@ -216,8 +216,16 @@ def _log_tail(directory: Path) -> str:
     return ("; log:\n" + "\n".join(f"    {line}" for line in lines)) if lines else ""
 
 
+SANDBOX_DIR_ENV = "MANUAL_DEPLOY_SANDBOX_DIR"
+
+
 def env_lines(ready: dict) -> list[str]:
+    """What `eval "$(manual-deploy sandbox env)"` sets. The sandbox's own directory is among them:
+    the lines move MANUAL_DEPLOY_STATE_DIR into the sandbox, where a later `sandbox down` would
+    otherwise look for a sandbox inside the sandbox, find none, and leave it running."""
+    directory = ready.get("dir") or str(Path(ready["state_dir"]).parent)
     return [
+        f"export {SANDBOX_DIR_ENV}={directory}",
         f"export MANUAL_DEPLOY_CONFIG={ready['config']}",
         f"export KUBECONFIG={ready['kubeconfig']}",
         f"export MANUAL_DEPLOY_HELM={ready['helm']}",
