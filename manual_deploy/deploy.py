@@ -22,7 +22,7 @@ from manual_deploy.console import Output
 from manual_deploy.durations import format_duration
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused, UsageError
 from manual_deploy.helm import HelmDriver, Revision, StatusRead, find_helm, helm_error
-from manual_deploy.kube import Target, api_client, resolve_target
+from manual_deploy.kube import Target, api_client, import_lock_client, resolve_target, rollout_apis
 from manual_deploy.lock import DeployLock
 from manual_deploy.redact import redact
 from manual_deploy.verify import RolloutVerifier, same_image
@@ -146,13 +146,6 @@ def _warm_up_kubernetes_client() -> None:
     import urllib3.util.retry  # noqa: F401
 
     threading.Thread(target=import_lock_client, name="kubernetes-import", daemon=True).start()
-
-
-def import_lock_client() -> None:
-    """The kubernetes modules a deploy lock is taken with (see `_warm_up_kubernetes_client`)."""
-    from kubernetes import config  # noqa: F401
-    from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
-    from kubernetes.client.exceptions import ApiException  # noqa: F401
 
 
 def _validate_flags(request: ApplyRequest) -> None:
@@ -411,11 +404,11 @@ class Apply:
 
     def _live_drift(self, plan: AppPlan) -> str | None:
         """What someone changed behind helm's back (kubectl set image/scale), or None."""
-        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
+        apps_api, _ = rollout_apis()
         try:
-            deployment = client.AppsV1Api(self.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
+            deployment = apps_api(self.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
         except ApiException as exc:
             return "its Deployment is missing" if exc.status == 404 else None
         images = [c.image for c in deployment.spec.template.spec.containers]

@@ -7,6 +7,7 @@ from the config, checked against the kubeconfig before anything talks to a clust
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,26 @@ def api_client(target: Target):
     from kubernetes import config as kube_config
 
     return kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context, persist_config=False)
+
+
+# kubernetes' API and model modules import one another. Two threads importing that web from
+# different ends (the lock's Lease API, the verifier's Deployment and Pod APIs) can get a
+# half-initialised module from Python's import deadlock breaker, so they are imported here, by
+# one thread at a time.
+_IMPORTING = threading.Lock()
+
+
+def import_lock_client() -> None:
+    """The kubernetes modules a deploy lock is taken with: kubeconfig loading and the Lease API."""
+    with _IMPORTING:
+        from kubernetes import config  # noqa: F401
+        from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
+        from kubernetes.client.exceptions import ApiException  # noqa: F401
+
+
+def rollout_apis():
+    """kubernetes' AppsV1Api and CoreV1Api (≈ 0.6 s of model classes on first import)."""
+    with _IMPORTING:
+        from kubernetes.client import AppsV1Api, CoreV1Api
+
+    return AppsV1Api, CoreV1Api

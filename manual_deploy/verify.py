@@ -7,10 +7,11 @@ CrashLoopBackOff past a grace period will not recover by waiting, so we stop and
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from manual_deploy.kube import rollout_apis
 
 FAILING_WAITING_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "InvalidImageName"}
@@ -86,22 +87,6 @@ class PodFailure:
             lines.append(f"  last {len(self.logs)} log lines of {self.container}:")
             lines.extend(f"    {line}" for line in self.logs)
         return "\n".join(lines)
-
-
-_IMPORTING = threading.Lock()
-
-
-def rollout_apis():
-    """kubernetes' AppsV1Api and CoreV1Api, imported by one thread at a time.
-
-    Several apps' verifiers are built at once, each in its own thread; their model modules import
-    one another, and two threads importing such a web from different ends can get a half-initialised
-    module from Python's import deadlock breaker.
-    """
-    with _IMPORTING:
-        from kubernetes.client import AppsV1Api, CoreV1Api
-
-    return AppsV1Api, CoreV1Api
 
 
 def _selector(match_labels: dict[str, str] | None) -> str:
