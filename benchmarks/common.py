@@ -30,7 +30,6 @@ NS = "prod-environment"
 CONTEXT = "ingest-eks-prod"
 
 
-
 def compile_bytecode() -> None:
     """Give manual_deploy's modules their .pyc files, as `pip install` does for an installed copy.
 

@@ -18,6 +18,7 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("MANUAL_DEPLOY_CONFIG", raising=False)
+    monkeypatch.delenv("MANUAL_DEPLOY_SANDBOX_DIR", raising=False)  # a shell `sandbox env` pointed at a sandbox
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.delenv("GIT_WORK_TREE", raising=False)
 

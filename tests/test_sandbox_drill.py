@@ -49,7 +49,6 @@ def test_a_shell_pointed_at_the_sandbox_can_still_stop_it(cli, tmp_path, monkeyp
     The eval moves MANUAL_DEPLOY_STATE_DIR into the sandbox; `down` must still find it and stop it."""
     directory = tmp_path / "sb"
     monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "user-state"))
-    monkeypatch.delenv("MANUAL_DEPLOY_SANDBOX_DIR", raising=False)
     first = cli("sandbox", "up", "--dir", directory)
     ready = read_ready(directory)
     try:

@@ -17,15 +17,9 @@ sandbox_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None
 
 
 def _dir(directory: Optional[Path]) -> Path:
-    """--dir, else the sandbox a shell was pointed at by `sandbox env`, else the per-user one."""
-    import os
-
     from manual_deploy import paths
 
-    if directory is not None:
-        return directory
-    exported = os.environ.get("MANUAL_DEPLOY_SANDBOX_DIR")
-    return Path(exported) if exported else paths.state_dir() / "sandbox"
+    return directory if directory is not None else paths.sandbox_dir()
 
 
 def _require_extra() -> None:
@@ -67,6 +61,6 @@ def env(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--di
 def down(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP)) -> None:
     from manual_deploy.sandbox.drill import down as stop
 
-    stopped = stop(_dir(directory), ctx.obj.out)
-    ctx.obj.out.result({"stopped": stopped, "dir": str(_dir(directory))},
-                       "stopped" if stopped else f"not running (no sandbox in {_dir(directory)})")
+    where = _dir(directory)
+    stopped = stop(where, ctx.obj.out)
+    ctx.obj.out.result({"stopped": stopped, "dir": str(where)}, "stopped" if stopped else f"not running (no sandbox in {where})")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from manual_deploy.paths import SANDBOX_DIR_ENV
 from manual_deploy.sandbox.ports import pid_alive
 
 READY = "sandbox.json"
@@ -216,13 +217,9 @@ def _log_tail(directory: Path) -> str:
     return ("; log:\n" + "\n".join(f"    {line}" for line in lines)) if lines else ""
 
 
-SANDBOX_DIR_ENV = "MANUAL_DEPLOY_SANDBOX_DIR"
-
-
 def env_lines(ready: dict) -> list[str]:
-    """What `eval "$(manual-deploy sandbox env)"` sets. The sandbox's own directory is among them:
-    the lines move MANUAL_DEPLOY_STATE_DIR into the sandbox, where a later `sandbox down` would
-    otherwise look for a sandbox inside the sandbox, find none, and leave it running."""
+    """What `eval "$(manual-deploy sandbox env)"` sets, the sandbox's own directory among it (see
+    `paths.sandbox_dir`): without it a later `sandbox down` would find no sandbox and leave it running."""
     directory = ready.get("dir") or str(Path(ready["state_dir"]).parent)
     return [
         f"export {SANDBOX_DIR_ENV}={directory}",
