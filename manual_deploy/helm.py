@@ -321,7 +321,14 @@ class HelmDriver:
         await self.client._command.rollback(release, number, namespace=namespace, wait=True, timeout=f"{int(timeout_s)}s")
 
     async def uninstall(self, release: str, namespace: str, *, timeout_s: float) -> None:
-        await self.client._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout_s)}s")
+        """Remove the release; one that is already gone counts as removed (helm's --atomic cleans up
+        a failed first install itself when it is stopped, sometimes before we get to ask)."""
+        from pyhelm3.errors import ReleaseNotFoundError
+
+        try:
+            await self.client._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout_s)}s")
+        except ReleaseNotFoundError:
+            pass
 
 
 def _revision(revision) -> Revision:

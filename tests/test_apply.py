@@ -239,6 +239,25 @@ def test_broken_image_fails_fast_and_rolls_back(cli, bed, helm, mode, needle):
     assert KUBE_TOKEN not in result.stdout + result.stderr
 
 
+def test_a_broken_first_install_is_removed_and_the_error_says_why(cli, bed, helm):
+    """No earlier revision to go back to: the failed first install is removed, whether helm's own
+    --atomic already did it when it was stopped or apply has to; the user sees the pod's problem."""
+    publish(bed, "ingest-core", "crash1")
+    bed.kube.add_failure("*:crash1*", "CrashLoopBackOff", log="java.lang.IllegalStateException: no mongo\n")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "crash1", "--yes", "--grace", "3s", "--timeout", "90s")
+
+    assert result.code == 1, result.stderr
+    assert "CrashLoopBackOff in pod ingest-core-" in result.stderr, result.stderr
+    assert "the first install was removed again; nothing of it is left" in result.stderr, result.stderr
+    assert "ReleaseNotFoundError" not in result.stderr
+    assert history(bed, "ingest-core") == []
+    apps_api, _, coordination = bed.apps_api()
+    assert apps_api.list_namespaced_deployment(NS).items == []
+    assert coordination.list_namespaced_lease(NS).items == []
+    assert audit.read()[-1]["result"] == "failed"
+
+
 def test_when_helms_timeout_ends_first_the_error_says_what_it_waited_for(cli, bed):
     """A grace period longer than helm's --timeout: helm gives up (and rolls back) before the pod check
     may; the user still learns why the rollout never finished."""
