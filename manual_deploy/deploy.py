@@ -624,6 +624,18 @@ class Apply:
         return revision
 
     async def _roll_back_after_failure(self, plan: AppPlan) -> str:
+        """What the roll back left live, as the tail of the failure's message.
+
+        Never raises for helm's errors: the failure that made us roll back must stay the message,
+        with the roll back's own failure and where to look added to it.
+        """
+        try:
+            return await self._roll_back(plan)
+        except Exception as exc:  # noqa: BLE001 - pyhelm3 errors: cluster unreachable, auth, timeout
+            why = helm_error(exc, "rolling back failed too").message
+            return f"{why}; see what runs now: `manual-deploy status --env {self.request.env} --app {plan.app.name}`"
+
+    async def _roll_back(self, plan: AppPlan) -> str:
         """After we stopped helm: make sure the previous revision is what runs."""
         helm, ns = self._helm(), self.target.namespace
         current = await helm.current(plan.app.release, ns)

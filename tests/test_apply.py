@@ -258,6 +258,29 @@ def test_a_broken_first_install_is_removed_and_the_error_says_why(cli, bed, helm
     assert audit.read()[-1]["result"] == "failed"
 
 
+def test_a_roll_back_that_fails_too_keeps_the_first_reason(cli, bed, monkeypatch):
+    """The cluster going away between the pod failure and the roll back cannot be staged on the
+    emulator, so helm's uninstall is made to fail the way pyhelm3 reports it; the rest is real."""
+    from pyhelm3 import errors as helm_errors
+
+    from manual_deploy.helm import HelmDriver
+
+    async def unreachable(self, release, namespace, *, timeout_s):
+        raise helm_errors.Error(1, b"", b"Error: Kubernetes cluster unreachable: dial tcp: connection refused")
+
+    monkeypatch.setattr(HelmDriver, "uninstall", unreachable)
+    publish(bed, "ingest-core", "crash2")
+    bed.kube.add_failure("*:crash2*", "CrashLoopBackOff")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "crash2", "--yes", "--grace", "3s", "--timeout", "90s")
+
+    assert result.code == 1, result.stderr
+    assert "CrashLoopBackOff in pod ingest-core-" in result.stderr, result.stderr
+    assert "rolling back failed too: Error: Kubernetes cluster unreachable" in result.stderr, result.stderr
+    assert "`manual-deploy status --env prod --app ingest-core`" in result.stderr
+    assert audit.read()[-1]["result"] == "failed"
+
+
 def test_when_helms_timeout_ends_first_the_error_says_what_it_waited_for(cli, bed):
     """A grace period longer than helm's --timeout: helm gives up (and rolls back) before the pod check
     may; the user still learns why the rollout never finished."""
