@@ -16,7 +16,7 @@ from typing import Any
 
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
-from manual_deploy.deploy import ApplyRequest, run_apply
+from manual_deploy.apply import ApplyRequest, run_apply
 from manual_deploy.errors import Refused, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target
@@ -79,7 +79,7 @@ def release_tag(env: str, source_tag: str, now: datetime) -> str:
 
 def retag(config: Config, app: ResolvedApp, tag: str, digest: str, new_tag: str, out: Output) -> str:
     """Point `new_tag` at the same manifest (same bytes, same digest) in the registry."""
-    from manual_deploy.imagewait import split_image_repo
+    from manual_deploy.wait_image import split_image_repo
     from manual_deploy.registry import Credentials, RegistryClient
 
     _, repository = split_image_repo(app.image_repo)
@@ -101,7 +101,7 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
     out.step(f"promote {app.name}: {request.source} → {request.target}")
     tag, digest = running_image(config, app, request.source, request.kubeconfig, out)
     if digest is None and app.image_style != "tag":
-        from manual_deploy.deploy import resolve_image
+        from manual_deploy.apply import resolve_image
 
         digest = resolve_image(config, app, tag, None, out)
     if request.retag:

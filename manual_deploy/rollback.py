@@ -14,7 +14,7 @@ from typing import Any
 from manual_deploy import audit
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.deploy import Phases, confirm_env, watch_helm
+from manual_deploy.apply import Phases, confirm_env, watch_helm
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target

@@ -41,7 +41,7 @@ _TIMESTAMP = re.compile(
 
 @dataclass(frozen=True)
 class Provenance:
-    """Who deployed a revision and why, from the description `manual_deploy.deploy.description` writes."""
+    """Who deployed a revision and why, from the description `manual_deploy.apply.description` writes."""
 
     by: str | None
     reason: str | None

@@ -6,7 +6,7 @@ import pytest
 
 from manual_deploy.durations import format_duration, parse_duration
 from manual_deploy.errors import UsageError
-from manual_deploy.imagewait import pick_build, split_image_repo
+from manual_deploy.wait_image import pick_build, split_image_repo
 from manual_deploy.registry import Credentials, parse_challenge
 
 

@@ -293,7 +293,7 @@ def test_progress_lines_keep_coming_while_waiting(registry, quay, request, capsy
     from manual_deploy.config import parse_config
     from manual_deploy.console import Output
     from manual_deploy.errors import TimedOut
-    from manual_deploy.imagewait import ImageWaiter, Schedule
+    from manual_deploy.wait_image import ImageWaiter, Schedule
     from manual_deploy.registry import QuayClient, RegistryClient
 
     tag = unique_tag(request)

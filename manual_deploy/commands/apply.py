@@ -42,7 +42,7 @@ def command(
     rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
     repo: Path = typer.Option(Path("."), "--repo", metavar="PATH", help="App checkout holding the recorded state."),
 ) -> None:
-    from manual_deploy.deploy import run_apply
+    from manual_deploy.apply import run_apply
     from manual_deploy.errors import UsageError
 
     if image and tag:

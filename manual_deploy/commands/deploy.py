@@ -44,7 +44,7 @@ def command(
     rollback_on_check_failure: bool = O.ROLLBACK_ON_CHECK_FAILURE,
 ) -> None:
     from manual_deploy.durations import parse_duration
-    from manual_deploy.oneshot import DeployRequest, run_deploy
+    from manual_deploy.deploy import DeployRequest, run_deploy
 
     session = ctx.obj
     apply_request = O.apply_request(

@@ -30,7 +30,7 @@ def command(
         False, "--allow-unmerged", help="Tag a commit that is not on the required branch (loud warning, recorded)."
     ),
 ) -> None:
-    from manual_deploy.tagging import TagRequest, tag_commit
+    from manual_deploy.tag import TagRequest, tag_commit
 
     session = ctx.obj
     request = TagRequest(

@@ -27,7 +27,7 @@ def command(
     ),
 ) -> None:
     from manual_deploy.durations import parse_duration
-    from manual_deploy.imagewait import WaitRequest, wait_for_image
+    from manual_deploy.wait_image import WaitRequest, wait_for_image
 
     session = ctx.obj
     request = WaitRequest(
