@@ -25,12 +25,12 @@ from manual_deploy.helm import HelmDriver, Revision, StatusRead, find_helm, helm
 from manual_deploy.kube import Target, api_client, import_lock_client, resolve_target, rollout_apis
 from manual_deploy.lock import DeployLock
 from manual_deploy.redact import redact
-from manual_deploy.verify import RolloutVerifier, same_image
+from manual_deploy.images import ImageRef, chart_value, reference, same_image, split_repo
+from manual_deploy.verify import RolloutVerifier
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 MAX_PARALLEL_APPS = 8
 HELM_HEAD_START_S = 0.5  # helm's own start of an upgrade, before the rollout verifier is built
-_IMAGE_REF = re.compile(r"^(?P<repo>[a-z0-9.:-]+(?:/[a-z0-9._-]+)+)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
 
 def gitlab_slug(text: str) -> str:
@@ -177,15 +177,15 @@ def image_for(app: ResolvedApp, request: ApplyRequest, recorded: dict, single: b
     if request.image:
         if not single:
             raise UsageError("--image names one image; with several --app use --tag")
-        match = _IMAGE_REF.match(request.image)
-        if not match or not match.group("tag"):
+        ref = ImageRef.parse_strict(request.image)
+        if not ref or not ref.tag:
             raise UsageError(f"invalid --image {request.image!r}", hint=f"use {app.image_repo}:<tag>[@sha256:…]")
-        if match.group("repo") != app.image_repo:
+        if ref.repo != app.image_repo:
             raise UsageError(
                 f"--image {request.image} is not an image of {app.name} ({app.image_repo})",
                 hint="check the app and the image; use --tag to pick a tag of the app's own repository",
             )
-        return validate.image_tag(match.group("tag")), match.group("digest")
+        return validate.image_tag(ref.tag), ref.digest
     if request.tag:
         return validate.image_tag(request.tag), None
     for step in ("image", "tag"):
@@ -214,10 +214,9 @@ def resolve_images(config: Config, wanted: list[tuple[ResolvedApp, str, str | No
 
 def resolve_image(config: Config, app: ResolvedApp, tag: str, digest: str | None, out: Output) -> str:
     """The registry's digest for the tag; refuses when the image is missing or moved."""
-    from manual_deploy.wait_image import split_image_repo
     from manual_deploy.registry import Credentials, RegistryClient, TransientError
 
-    _, repository = split_image_repo(app.image_repo)
+    _, repository = split_repo(app.image_repo)
     client = RegistryClient(config.registry.url, Credentials.from_env())
     try:
         manifest = client.head_manifest(repository, tag)
@@ -320,12 +319,10 @@ class Apply:
             digests = resolve_images(config, wanted, self.out)
             for (app, tag, _), digest in zip(wanted, digests):
                 pinned = None if request.no_digest else digest
-                image_ref = f"{app.image_repo}:{tag}" + (f"@{pinned}" if pinned else "")
+                image_ref = reference(app.image_repo, tag, pinned)
+                image_value = chart_value(app.image_style, app.image_repo, tag, pinned)
                 if app.image_style == "tag":
-                    image_value = tag
                     self.out.warn(f"{app.name}'s chart takes a bare tag: the image cannot be pinned by digest")
-                else:
-                    image_value = image_ref
                 plans.append(AppPlan(app=app, tag=tag, image_ref=image_ref, image_value=image_value, digest=digest, replicas=None, values=[]))
                 self.out.info(f"  {app.name}: {image_ref}")
         with self.phases("config"):

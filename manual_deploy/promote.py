@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from manual_deploy import images
 from manual_deploy.config import Config, ResolvedApp
+from manual_deploy.images import ImageRef
 from manual_deploy.console import Output
 from manual_deploy.apply import ApplyRequest, run_apply
 from manual_deploy.errors import Refused, UsageError
@@ -22,8 +24,6 @@ from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target
 from manual_deploy.verify import deployment_verdict
 
-_REF = re.compile(r"^(?P<repo>[^@]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
-_RELEASE_TAG = re.compile(r"^[a-z][a-z0-9-]*-(?P<sha>[0-9a-f]{8})-\d{2}-\d{2}-\d{4}\.\d+$")
 
 
 @dataclass(frozen=True)
@@ -60,29 +60,26 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
     image = str(values.get("image", ""))
     if app.image_style == "tag":
         return image, None
-    match = _REF.match(image)
-    if not match or match.group("repo") != app.image_repo or not match.group("tag"):
+    ref = ImageRef.parse(image)
+    if ref.repo != app.image_repo or not ref.tag:
         raise Refused(f"{app.name} in {env} runs {image!r}, which is not a tag of {app.image_repo}")
     out.info(f"  {env} runs {app.name} revision {current.number}: {image}")
-    return match.group("tag"), match.group("digest")
+    return ref.tag, ref.digest
 
 
 def release_tag(env: str, source_tag: str, now: datetime) -> str:
     """GitLab's `<env>-<sha8>-<dd-mm-YYYY>.<epoch>`; the sha comes from the source tag's name."""
-    match = _RELEASE_TAG.match(source_tag)
-    sha = match.group("sha") if match else source_tag[:8]
+    sha = images.release_tag_sha(source_tag) or source_tag[:8]
     if not re.fullmatch(r"[0-9a-f]{7,8}", sha):
         raise UsageError(f"cannot derive a commit SHA from tag {source_tag!r} for --retag", hint="promote without --retag")
-    utc = now.astimezone(timezone.utc)
-    return f"{env}-{sha}-{utc:%d-%m-%Y}.{int(utc.timestamp())}"
+    return images.release_tag(env, sha, now)
 
 
 def retag(config: Config, app: ResolvedApp, tag: str, digest: str, new_tag: str, out: Output) -> str:
     """Point `new_tag` at the same manifest (same bytes, same digest) in the registry."""
-    from manual_deploy.wait_image import split_image_repo
     from manual_deploy.registry import Credentials, RegistryClient
 
-    _, repository = split_image_repo(app.image_repo)
+    _, repository = images.split_repo(app.image_repo)
     client = RegistryClient(config.registry.url, Credentials.from_env())
     manifest, body = client.get_manifest(repository, digest)
     written = client.put_manifest(repository, new_tag, manifest, body)
@@ -108,7 +105,7 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
         if digest is None:
             raise UsageError(f"{app.name}'s chart takes a bare tag; --retag needs a digest")
         tag = retag(config, app, tag, digest, release_tag(request.target, tag, datetime.now(timezone.utc)), out)
-    image = f"{app.image_repo}:{tag}" + (f"@{digest}" if digest else "")
+    image = images.reference(app.image_repo, tag, digest)
     apply_request = ApplyRequest(
         env=request.target, apps=(app.name,), image=image if app.image_style != "tag" else None,
         tag=tag if app.image_style == "tag" else None, kubeconfig=request.kubeconfig, yes=request.yes,

@@ -21,7 +21,7 @@ from manual_deploy.errors import ManualDeployError, OperationFailed
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
 from manual_deploy.redact import redact
-from manual_deploy.verify import same_image
+from manual_deploy.images import ImageRef, same_image
 
 MAX_PARALLEL_READS = 8  # helm subprocesses at once, across all envs and apps
 HELM_READ_TIMEOUT_S = 60.0
@@ -61,31 +61,6 @@ def parse_description(text: str) -> Provenance | None:
 def who(by: str | None) -> str:
     """user@host without the process id: what a human needs to know whom to ask."""
     return (by or "").split("#", 1)[0]
-
-
-def split_image(ref: str | None) -> tuple[str | None, str | None, str | None]:
-    """(repo, tag, digest) of `repo:tag@sha256:…`; a bare tag (ontology's chart) is (None, tag, None)."""
-    if not ref:
-        return None, None, None
-    rest, _, digest = ref.partition("@")
-    slash = rest.rfind("/")
-    colon = rest.rfind(":")
-    if colon > slash:
-        repo, tag = rest[:colon], rest[colon + 1:]
-    else:
-        repo, tag = rest, None
-    if slash < 0 and tag is None:  # no '/' and no ':': a bare tag
-        repo, tag = None, rest
-    return repo or None, tag or None, digest or None
-
-
-def short_image(ref: str | None) -> str:
-    """tag@sha256:123456789abc — what tells two images apart at a glance."""
-    _, tag, digest = split_image(ref)
-    if not ref:
-        return "-"
-    text = tag or ref
-    return f"{text}@{digest[:19]}" if digest else text
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -281,7 +256,8 @@ def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: L
         return row
     row.deployed, row.revision, row.status = True, current.number, current.status
     row.image = str(values["image"]) if values.get("image") is not None else None
-    repo, row.tag, row.digest = split_image(row.image)
+    ref = ImageRef.parse(row.image)
+    repo, row.tag, row.digest = ref.repo, ref.tag, ref.digest
     row.repo = repo or (app.image_repo if row.tag else None)
     replicas = values.get("replicas")
     row.release_replicas = int(replicas) if str(replicas or "").isdigit() else None
@@ -319,7 +295,7 @@ def image_drift(env: EnvStatus, app: ResolvedApp, row: AppStatus) -> Drift | Non
     if row.image is None or same_image(row.live_image, row.image):
         return None
     return Drift(
-        "image", f"image: runs {short_image(row.live_image)}",
+        "image", f"image: runs {ImageRef.parse(row.live_image).short()}",
         f"{env.env}/{app.name}: the Deployment runs {row.live_image}, but helm revision {row.revision} deployed "
         f"{row.image} (changed behind helm's back, e.g. `kubectl set image`)",
         _rollback_hint(env, row),
@@ -595,7 +571,7 @@ def _multi_env_cell(env: EnvStatus, row: AppStatus | None):
     else:
         text.append(f"r{row.revision} ", style="bold")
         text.append(row.status, style=_status_style(row))
-        text.append(f" · {_ready(row)}\n{short_image(row.image)}\n{age(parse_time(row.deployed_at))}")
+        text.append(f" · {_ready(row)}\n{ImageRef.parse(row.image).short()}\n{age(parse_time(row.deployed_at))}")
         if row.deployed_by:
             text.append(f" · {who(row.deployed_by)}")
     drift = _drift_cell(row)

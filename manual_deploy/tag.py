@@ -8,14 +8,13 @@ Re-running is safe: a suitable tag already at the commit is reused, a clashing o
 
 from __future__ import annotations
 
-import re
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from manual_deploy import gitops, state
+from manual_deploy import gitops, images, state
 from manual_deploy.config import Config
 from manual_deploy.errors import OperationFailed, Refused, UsageError
 
@@ -53,19 +52,10 @@ class TagResult:
         return asdict(self)
 
 
-def release_tag_name(env: str, sha: str, now: datetime) -> str:
-    """GitLab's `<env>-<sha8>-<dd-mm-YYYY>.<epoch>`, with the date taken in UTC."""
-    utc = now.astimezone(timezone.utc)
-    return f"{env}-{sha[:8]}-{utc:%d-%m-%Y}.{int(utc.timestamp())}"
-
-
-def _release_tag_pattern(env: str, sha: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(env)}-{sha[:8]}-\d{{2}}-\d{{2}}-\d{{4}}\.(\d+)$")
-
-
-def _newest(tags: list[gitops.RemoteTag], pattern: re.Pattern[str]) -> gitops.RemoteTag | None:
-    matching = [t for t in tags if pattern.match(t.name)]
-    return max(matching, key=lambda t: int(pattern.match(t.name).group(1)), default=None)
+def _newest(tags: list[gitops.RemoteTag], env: str, sha: str) -> gitops.RemoteTag | None:
+    """The most recent release tag of this env and commit among `tags`."""
+    dated = [(epoch, t) for t in tags if (epoch := images.release_tag_epoch(t.name, env, sha)) is not None]
+    return max(dated, key=lambda pair: pair[0], default=(None, None))[1]
 
 
 def _resolve_app(config: Config, request: TagRequest, url: str) -> str:
@@ -135,15 +125,14 @@ class _Plan:
 def _plan(repo, request: TagRequest, sha: str, remote_tags: dict[str, gitops.RemoteTag]) -> _Plan:
     """Choose the tag name: reuse one already at the commit, refuse a name taken by another."""
     if request.env:
-        pattern = _release_tag_pattern(request.env, sha)
         at_commit = [t for t in remote_tags.values() if t.commit == sha]
-        existing = _newest(at_commit, pattern)
+        existing = _newest(at_commit, request.env, sha)
         if existing:
             return _Plan(existing.name, True, gitops.local_tag(repo, existing.name))
-        local = _newest([t for t in gitops.local_tags(repo, f"{request.env}-{sha[:8]}-*") if t.commit == sha], pattern)
+        local = _newest([t for t in gitops.local_tags(repo, f"{request.env}-{sha[:8]}-*") if t.commit == sha], request.env, sha)
         if local:
             return _Plan(local.name, False, local)
-        name = release_tag_name(request.env, sha, request.now)
+        name = images.release_tag(request.env, sha, request.now)
     else:
         name = gitops.short_sha(repo, sha)
     on_remote = remote_tags.get(name)

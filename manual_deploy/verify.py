@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from manual_deploy.images import same_image
 from manual_deploy.kube import rollout_apis
 
 FAILING_WAITING_REASONS = frozenset(
@@ -228,13 +229,3 @@ def current_replica_set(deployment, replica_sets: list):
     if named:
         return named[0]
     return max(owned, key=lambda rs: (_revision(rs), rs.metadata.creation_timestamp or 0, rs.metadata.name))
-
-
-def same_image(live: str, value: str) -> bool:
-    """Does a container run what the chart's `image` value asked for?
-
-    Exact match; or, for charts that take a bare tag (no '/') and render their own `repo:tag`, the tag.
-    """
-    if live == value:
-        return True
-    return "/" not in value and live.split("@", 1)[0].endswith(f":{value}")

@@ -16,6 +16,7 @@ from manual_deploy.config import ResolvedApp
 from manual_deploy.console import Output, Ticker
 from manual_deploy.durations import format_duration
 from manual_deploy.errors import Interrupted, OperationFailed, TimedOut
+from manual_deploy.images import split_repo
 from manual_deploy.registry import ApiUnavailable, Manifest, QuayClient, RegistryClient, TransientError
 
 FAILED_PHASES = frozenset({"error", "cancelled", "expired"})
@@ -48,12 +49,6 @@ class WaitResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def split_image_repo(image_repo: str) -> tuple[str, str]:
-    """`quay.io/ebi-ait/ingest-core` -> (`quay.io`, `ebi-ait/ingest-core`)."""
-    host, _, repository = image_repo.partition("/")
-    return host, repository
 
 
 def pick_build(builds: list[dict[str, Any]], tag: str) -> dict[str, Any] | None:
@@ -110,7 +105,7 @@ class ImageWaiter:
     sleep: Callable[[float], None] = time.sleep
 
     def wait(self, app: ResolvedApp, tag: str, *, timeout: float, no_build_timeout: float) -> WaitResult:
-        host, repository = split_image_repo(app.image_repo)
+        host, repository = split_repo(app.image_repo)
         image = f"{app.image_repo}:{tag}"
         watch = _Watch(started=self.clock())
         self.out.step(f"waiting for {image} (timeout {format_duration(timeout)})")

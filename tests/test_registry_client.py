@@ -6,7 +6,8 @@ import pytest
 
 from manual_deploy.durations import format_duration, parse_duration
 from manual_deploy.errors import UsageError
-from manual_deploy.wait_image import pick_build, split_image_repo
+from manual_deploy.images import split_repo
+from manual_deploy.wait_image import pick_build
 from manual_deploy.registry import Credentials, parse_challenge
 
 
@@ -60,9 +61,9 @@ def test_pick_build_prefers_newest_and_matches_by_ref_too():
     assert pick_build(builds, "nope") is None
 
 
-def test_split_image_repo():
-    assert split_image_repo("quay.io/ebi-ait/ingest-core") == ("quay.io", "ebi-ait/ingest-core")
-    assert split_image_repo("127.0.0.1:5000/ebi-ait/x") == ("127.0.0.1:5000", "ebi-ait/x")
+def test_split_repo():
+    assert split_repo("quay.io/ebi-ait/ingest-core") == ("quay.io", "ebi-ait/ingest-core")
+    assert split_repo("127.0.0.1:5000/ebi-ait/x") == ("127.0.0.1:5000", "ebi-ait/x")
 
 
 def test_credentials_repr_hides_values():

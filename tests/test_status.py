@@ -180,7 +180,12 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
 
 
 def test_description_and_image_parsing():
-    from manual_deploy.status import parse_description, split_image
+    from manual_deploy.images import ImageRef
+    from manual_deploy.status import parse_description
+
+    def split_image(text):
+        ref = ImageRef.parse(text)
+        return ref.repo, ref.tag, ref.digest
 
     made = parse_description("manual-deploy by alice@laptop#42; reason: INC-1; fix it; image: quay.io/ebi-ait/x:t@sha256:ab; config: 0123abcd")
     assert made.by == "alice@laptop#42" and made.reason == "INC-1; fix it" and made.config_sha == "0123abcd"
