@@ -1,7 +1,8 @@
-"""`apply` as named phases (krane's model): target → image → config → plan → confirm → lock →
-upgrade → verify → record (with nothing to confirm, the lock is taken during the plan). Each phase
-prints its duration; a failure names the phase, the reason and the next command; nothing is left
-half-done (helm rolls back, the lock is released).
+"""`apply`: plan what changes for each app, then hand the plan to the guarded release runner.
+
+Phases (krane's model): target → image → config → plan → confirm → lock → upgrade+verify → record.
+This module owns the first four (which env and cluster, which image, which values and replicas, what
+changes); `manual_deploy.release.runner` owns the rest, the same for every verb that changes a release.
 """
 
 from __future__ import annotations
@@ -9,28 +10,22 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
-import sys
-import threading
-import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from manual_deploy import audit, deployconfig, state, validate, yamlio
+from manual_deploy import deployconfig, state, validate, yamlio
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
-from manual_deploy.durations import format_duration
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused, UsageError
-from manual_deploy.helm import HelmDriver, Revision, StatusRead, find_helm, helm_error
-from manual_deploy.kube import Target, api_client, import_lock_client, resolve_target, rollout_apis
-from manual_deploy.lock import DeployLock
-from manual_deploy.redact import redact
+from manual_deploy.helm import Revision, find_helm, helm_error
 from manual_deploy.images import ImageRef, chart_value, reference, same_image, split_repo
-from manual_deploy.verify import RolloutVerifier
+from manual_deploy.kube import Target, resolve_target, rollout_apis
+from manual_deploy.redact import redact
+from manual_deploy.release.outcome import Phases
+from manual_deploy.release.runner import MAX_PARALLEL_APPS, Change, Guard, ReleaseTransaction
+from manual_deploy.release.speed import EarlyStatusReads, warm_up_kubernetes_client
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
-MAX_PARALLEL_APPS = 8
-HELM_HEAD_START_S = 0.5  # helm's own start of an upgrade, before the rollout verifier is built
 
 
 def gitlab_slug(text: str) -> str:
@@ -77,75 +72,6 @@ class AppPlan:
     current_values: dict = field(default_factory=dict)
     chart: Any = None  # pyhelm3 Chart, loaded by the plan
     unchanged: bool = False
-
-
-@dataclass
-class AppResult:
-    app: str
-    env: str
-    result: str  # deployed | unchanged | dry-run | failed | interrupted
-    image: str
-    digest: str | None
-    replicas: int | None
-    old_revision: int | None
-    new_revision: int | None
-    config_sha: str
-    message: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Phases:
-    """Named phases with their durations, printed as they finish."""
-
-    def __init__(self, out: Output, prefix: str = ""):
-        self.out = out
-        self.prefix = prefix
-        self.timings: dict[str, float] = {}
-        self.current: str | None = None
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self.current = name
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            took = time.monotonic() - started
-            self.timings[name] = round(took, 3)
-        self.out.info(f"{self.prefix}✓ {name} ({took:.1f}s)")
-
-
-# --- phase helpers --------------------------------------------------------------------------------
-
-
-EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (target, image, config, plan)
-    "manual_deploy.registry", "manual_deploy.wait_image", "manual_deploy.deployconfig", "manual_deploy.helm",
-    "manual_deploy.kube", "manual_deploy.gitops", "manual_deploy.lock", "manual_deploy.audit", "manual_deploy.notify",
-    "pyhelm3.client",
-)
-
-
-def _warm_up_kubernetes_client() -> None:
-    """Import what the deploy lock needs (kubeconfig loading, the Lease API) in the background while
-    the early phases talk to git and the registry.
-
-    Only that: the Deployment and Pod APIs (≈ 0.6 s of pydantic model classes) are first needed by
-    the rollout verifier, which is built while helm is already running. Imported here as well, they
-    competed for the GIL with the main thread's own imports and held up the lock, and so helm.
-
-    Packages both threads need are imported here first, in this thread: two threads importing the
-    same package (requests, whose modules import each other) in different orders can trip Python's
-    import deadlock breaker, which hands one of them a half-initialised module (seen as
-    "cannot import name 'parse_dict_header' from partially initialized module 'requests.utils'").
-    tests/test_verify.py checks that nothing else is shared.
-    """
-    import requests  # noqa: F401
-    import urllib3.util.retry  # noqa: F401
-
-    threading.Thread(target=import_lock_client, name="kubernetes-import", daemon=True).start()
 
 
 def _validate_flags(request: ApplyRequest) -> None:
@@ -257,11 +183,11 @@ def description(request: ApplyRequest, plan: AppPlan, config_sha: str, who: str)
     return f"manual-deploy by {who}; reason: {reason}; image: {plan.image_ref}; config: {config_sha[:8]}"
 
 
-# --- orchestration ---------------------------------------------------------------------------------
+# --- the plan ---------------------------------------------------------------------------------------
 
 
 class Apply:
-    """One `apply` run: shared phases first, then each app's lock → upgrade → verify → record."""
+    """One `apply` run's plan: target, image and config phases, then what changes for each app."""
 
     def __init__(self, config: Config, request: ApplyRequest, out: Output):
         self.config = config
@@ -271,45 +197,36 @@ class Apply:
         self.env = config.environment(request.env)
         self.target: Target | None = None
         self.deploy: deployconfig.DeployConfig | None = None
-        self.helm: HelmDriver | None = None
-        self.kube = None
-        self._kube_guard = threading.Lock()
-        self.locks: dict[str, DeployLock] = {}
-        self.status_reads: dict[str, StatusRead] = {}
+        self.release: ReleaseTransaction | None = None
+        self.early_reads: EarlyStatusReads | None = None
         self.git_dir = state.find_git_dir(request.repo)
         self.recorded = state.load(self.git_dir) if self.git_dir else {}
-
-    # shared phases -------------------------------------------------------------------------------
 
     def prepare(self) -> list[AppPlan]:
         request, config = self.request, self.config
         _validate_flags(request)
-        _warm_up_kubernetes_client()
+        warm_up_kubernetes_client()
         names = choose_apps(request, self.recorded)
         apps = [config.app(name) for name in dict.fromkeys(names)]
         with self.phases("target"):
             self.target = resolve_target(config, request.env, kubeconfig=request.kubeconfig, context=request.kube_context, out=self.out)
             self.out.info(f"  {self.target.banner()}")
-        self._start_status_reads(apps)
+        guard = Guard(command=request.command, env=request.env, reason=request.reason, timeout_s=request.timeout_s,
+                      grace_s=request.grace_s, yes=request.yes, break_lock=request.break_lock,
+                      kubeconfig=request.kubeconfig, confirm=self.env.confirm)
+        self.release = ReleaseTransaction(config, guard, self.target, self.out, self.phases)
+        self.early_reads = EarlyStatusReads(find_helm(config.helm.executable), self.target.namespace, kubeconfig=request.kubeconfig,
+                                            context=self.target.context, releases=[(a.name, a.release) for a in apps])
         try:
             return self._image_and_config(apps)
         except BaseException:
             self.close()
             raise
 
-    def _start_status_reads(self, apps: list[ResolvedApp]) -> None:
-        """Every app's `helm status` (up to MAX_PARALLEL_APPS) runs in the background from here on:
-        the plan needs it, and it costs helm a cluster round trip that the image and config phases
-        would otherwise wait in front of. Read-only, and only once the target is checked."""
-        executable = find_helm(self.config.helm.executable)
-        for app in apps[:MAX_PARALLEL_APPS]:
-            self.status_reads[app.name] = StatusRead(executable, app.release, self.target.namespace,
-                                                     kubeconfig=self.request.kubeconfig, context=self.target.context)
-
     def close(self) -> None:
-        """Stop the status reads a failed or interrupted run did not use (safe to call twice)."""
-        while self.status_reads:
-            self.status_reads.popitem()[1].stop()
+        """Stop the early status reads a failed or interrupted run did not use (safe to call twice)."""
+        if self.early_reads:
+            self.early_reads.close()
 
     def _image_and_config(self, apps: list[ResolvedApp]) -> list[AppPlan]:
         request, config = self.request, self.config
@@ -342,17 +259,6 @@ class Apply:
             return None
         return deployconfig.replica_count(self.deploy, self.request.env, app.replicas_variable, self.request.replicas)
 
-    def _helm(self) -> HelmDriver:
-        if self.helm is None:
-            self.helm = HelmDriver(
-                find_helm(self.config.helm.executable),
-                kubeconfig=self.request.kubeconfig,
-                context=self.target.context,
-                timeout_s=self.request.timeout_s,
-            )
-            self.out.debug(f"helm {self.helm.version} at {self.helm.executable}")
-        return self.helm
-
     async def plan(self, plans: list[AppPlan]) -> None:
         """Read every app's live release at once; each helm read is a process of its own."""
         semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
@@ -366,11 +272,11 @@ class Apply:
             self.out.info(f"  {self._plan_line(plan)}")
 
     async def _plan_one(self, plan: AppPlan) -> None:
-        helm, namespace = self._helm(), self.target.namespace
+        helm, namespace = self.release.helm(), self.target.namespace
         release = plan.app.release
         chart_dir = self.deploy.chart_dir(plan.app.chart)
         chart = asyncio.create_task(helm.chart(chart_dir))  # meanwhile: the upgrade then starts at once
-        started = self.status_reads.pop(plan.app.name, None)
+        started = self.early_reads.take(plan.app.name)
         try:
             if started:
                 plan.current, values = await asyncio.to_thread(started.result)
@@ -385,12 +291,11 @@ class Apply:
             plan.chart = await chart
         except Exception as exc:
             raise helm_error(exc, f"helm cannot read the chart {chart_dir}") from None
-        self._refuse_pending(plan)
-        new_values = _merged(plan.values)
+        await asyncio.to_thread(self._refuse_pending, plan)
         plan.unchanged = bool(
             plan.current
             and plan.current.status == "deployed"
-            and plan.current_values == new_values
+            and plan.current_values == _merged(plan.values)
             and f"config: {self.deploy.sha[:8]}" in plan.current.description
         )
         if plan.unchanged:
@@ -405,7 +310,7 @@ class Apply:
 
         apps_api, _ = rollout_apis()
         try:
-            deployment = apps_api(self.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
+            deployment = apps_api(self.release.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
         except ApiException as exc:
             return "its Deployment is missing" if exc.status == 404 else None
         images = [c.image for c in deployment.spec.template.spec.containers]
@@ -429,20 +334,34 @@ class Apply:
         return f"{plan.app.name}: {old} → {new}"
 
     def _refuse_pending(self, plan: AppPlan) -> None:
+        """A release in pending-*: busy when a live deploy lock holds the app, else stuck (→ --recover)."""
         current = plan.current
-        if not current or current.status not in PENDING or self.request.recover:
+        if not current or current.status not in PENDING:
             return
         release, ns, ctx = plan.app.release, self.target.namespace, self.target.context
+        from manual_deploy.lock import live_holder
+
+        holder = live_holder(self.release.kube_client(), ns, plan.app.name, ignore=self.release.locks.get(plan.app.name))
+        if holder is not None:
+            raise Refused(
+                f"{plan.app.name} is being deployed right now by {holder.describe()} "
+                f"(release {release} is {current.status}, revision {current.number})",
+                hint=f"wait for that deploy to finish (`manual-deploy status --env {self.request.env} --app {plan.app.name}`); "
+                f"if it died, re-run with --break-lock --recover",
+                details={"lock_holder": holder.identity},
+            )
+        if self.request.recover:
+            return
         raise Refused(
-            f"release {release} is stuck in {current.status} (revision {current.number}); another deploy may be running or died",
+            f"release {release} is stuck in {current.status} (revision {current.number}) and no deploy holds its lock",
             hint=(
-                f"if nobody is deploying: `manual-deploy apply --env {self.request.env} --app {plan.app.name} --recover` "
+                f"`manual-deploy apply --env {self.request.env} --app {plan.app.name} --recover` "
                 f"(rolls it back first), or by hand `helm rollback {release} --namespace {ns} --kube-context {ctx}`"
             ),
         )
 
     async def diff(self, plan: AppPlan) -> str:
-        helm, ns = self._helm(), self.target.namespace
+        helm, ns = self.release.helm(), self.target.namespace
         chart = self.deploy.chart_dir(plan.app.chart)
         new = await helm.template(plan.app.release, chart, plan.values, ns)
         old = await helm.manifest(plan.app.release, ns) if plan.current else ""
@@ -453,90 +372,49 @@ class Apply:
         )
         return "".join(lines)
 
-    def confirm(self, plans: list[AppPlan]) -> None:
-        if all(p.unchanged for p in plans):
-            return
-        confirm_env(self.request.env, self.env.confirm, self.request.yes, self.out, self.target.context)
+    # what the runner gets ------------------------------------------------------------------------
 
-    # per app -------------------------------------------------------------------------------------
+    def change(self, plan: AppPlan) -> Change:
+        """The plan of one app as the runner's Change: upgrade, with recover/force-refresh before and the post-check after."""
+        from manual_deploy.lock import holder_identity
 
-    def kube_client(self):
-        with self._kube_guard:  # the lock threads and the plan's drift check may ask at the same time
-            if self.kube is None:
-                self.kube = api_client(self.target)
-            return self.kube
+        request, app = self.request, plan.app
+        ns = self.target.namespace
 
-    async def lock_all(self, plans: list[AppPlan]) -> None:
-        """Every app's deploy lock, or none: a refusal for one app leaves all of them untouched.
+        async def upgrade(helm):
+            return await helm.upgrade(app.release, plan.chart, plan.values, namespace=ns, timeout_s=request.timeout_s,
+                                      description=description(request, plan, self.deploy.sha, holder_identity()))
 
-        Always before anything is written: during the plan when nobody is asked (so it costs no time
-        of its own), else right after the confirmation (see `_run_async`).
-        """
-
-        def take(plan: AppPlan) -> DeployLock:
-            lock = DeployLock(self.kube_client(), self.target.namespace, plan.app.name, reason=self.request.reason,
-                              duration_s=int(self.request.timeout_s) + 300)
-            self.locks[plan.app.name] = lock
-            lock.acquire(break_lock=self.request.break_lock)
-            return lock
-
-        outcomes = await asyncio.gather(*(asyncio.to_thread(take, plan) for plan in plans), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            await self.release_locks()
-            refusals = [f for f in failures if isinstance(f, ManualDeployError)]
-            if refusals:
-                raise max(refusals, key=lambda e: e.exit_code == 3)
-            raise failures[0]
-        for lock in outcomes:
-            if lock.broken:
-                self.out.warn(f"took over the deploy lock {lock.name} from {lock.broken.identity}")
-
-    async def release_locks(self, apps: list[str] | None = None) -> None:
-        """Give back the locks of `apps` (default: all); safe to call twice."""
-        names = list(self.locks) if apps is None else [a for a in apps if a in self.locks]
-        await asyncio.gather(*(asyncio.to_thread(self.locks[name].release) for name in names))
-
-    async def deploy_one(self, plan: AppPlan) -> AppResult:
-        phases = Phases(self.out, prefix=f"[{plan.app.name}] ")
-        result = AppResult(
-            app=plan.app.name, env=self.request.env, result="failed", image=plan.image_ref, digest=plan.digest,
-            replicas=plan.replicas, old_revision=plan.current.number if plan.current else None, new_revision=None,
-            config_sha=self.deploy.sha,
+        before = []
+        if request.recover and plan.current and plan.current.status in PENDING:
+            before.append(("recover", lambda: self._recover(plan)))
+        if request.force_refresh:
+            before.append(("force-refresh", lambda: asyncio.to_thread(self._delete_deployment, plan)))
+        check = list(request.post_check) if request.post_check else self.env.post_check
+        change = Change(
+            app=app, action="upgrade", start=upgrade, image_ref=plan.image_ref, expected_image=plan.image_value,
+            old=plan.current, old_image=(plan.current_values or {}).get("image", "the previous image"), unchanged=plan.unchanged,
+            retry_hint=f"fix the image, then `manual-deploy apply --env {request.env} --app {app.name} --tag <fixed tag>`",
+            before=before,
+            record={"digest": plan.digest, "replicas": plan.replicas, "config_sha": self.deploy.sha},
         )
-        if plan.unchanged:
-            result.result, result.new_revision, result.message = "unchanged", result.old_revision, "already live; nothing to do"
-            return result
-        lock = self.locks[plan.app.name]
-        try:
-            if self.request.recover and plan.current and plan.current.status in PENDING:
-                with phases("recover"):
-                    await self._recover(plan)
-            if self.request.force_refresh:
-                with phases("force-refresh"):
-                    await asyncio.to_thread(self._delete_deployment, plan)
-            with phases("upgrade+verify"):
-                revision = await self._upgrade_and_verify(plan)
-            result.new_revision = revision.number
-            check = self._post_check_argv()
-            if check:
-                with phases("post-check"):
-                    await self._post_check(plan, check, revision)
-            result.result = "deployed"
-            result.message = f"revision {revision.number} is live with {plan.image_ref}"
-        except ManualDeployError as exc:
-            result.message = exc.message
-            raise
-        finally:
-            await asyncio.to_thread(lock.release)
-            result.timings = {**self.phases.timings, **phases.timings}
-            self._audit(plan, result, lock)
-        return result
+        if check:
+            change.after.append(("post-check", lambda revision: self._post_check(change, plan, check, revision)))
+        return change
 
-    def _post_check_argv(self) -> list[str] | None:
-        return list(self.request.post_check) if self.request.post_check else self.env.post_check
+    async def _recover(self, plan: AppPlan) -> None:
+        helm, ns = self.release.helm(), self.target.namespace
+        previous = await self.release.last_good(plan.app.release)
+        if previous is None:
+            self.out.warn(f"{plan.app.release}: no good revision to go back to; uninstalling the stuck install")
+            await helm.uninstall(plan.app.release, ns, timeout_s=120)
+            plan.current = None
+        else:
+            self.out.step(f"{plan.app.release}: rolling back the stuck {plan.current.status} to revision {previous}")
+            await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
+            plan.current = await helm.current(plan.app.release, ns)
 
-    async def _post_check(self, plan: AppPlan, argv: list[str], revision: Revision) -> None:
+    async def _post_check(self, change: Change, plan: AppPlan, argv: list[str], revision: Revision) -> None:
         from manual_deploy.postcheck import run_post_check
 
         try:
@@ -547,7 +425,7 @@ class Apply:
         except OperationFailed as exc:
             rollback = f"manual-deploy rollback --env {self.request.env} --app {plan.app.name}"
             if self.request.rollback_on_check_failure and plan.current:
-                back = await self._roll_back_after_failure(plan)
+                back = await self.release.undo(change)
                 raise OperationFailed(f"{plan.app.name}: revision {revision.number} deployed but {exc.message}; {back}") from None
             raise OperationFailed(
                 f"{plan.app.name}: revision {revision.number} is live but {exc.message}",
@@ -560,198 +438,10 @@ class Apply:
 
         self.out.warn(f"--force-refresh: deleting deployment {plan.app.release} first, as the Makefile does — expect downtime")
         try:
-            client.AppsV1Api(self.kube_client()).delete_namespaced_deployment(plan.app.release, self.target.namespace)
+            client.AppsV1Api(self.release.kube_client()).delete_namespaced_deployment(plan.app.release, self.target.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise OperationFailed(f"cannot delete deployment {plan.app.release}: HTTP {exc.status}") from None
-
-    async def _recover(self, plan: AppPlan) -> None:
-        helm, ns = self._helm(), self.target.namespace
-        previous = await self._last_good(plan)
-        if previous is None:
-            self.out.warn(f"{plan.app.release}: no good revision to go back to; uninstalling the stuck install")
-            await helm.uninstall(plan.app.release, ns, timeout_s=120)
-            plan.current = None
-        else:
-            self.out.step(f"{plan.app.release}: rolling back the stuck {plan.current.status} to revision {previous}")
-            await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
-            plan.current = await helm.current(plan.app.release, ns)
-
-    async def _last_good(self, plan: AppPlan, before: int | None = None) -> int | None:
-        history = await self._helm().history(plan.app.release, self.target.namespace)
-        good = [r.number for r in history if r.status in ("deployed", "superseded") and (before is None or r.number < before)]
-        return max(good) if good else None
-
-    async def _upgrade_and_verify(self, plan: AppPlan) -> Revision:
-        helm, ns = self._helm(), self.target.namespace
-        from manual_deploy.lock import holder_identity
-
-        upgrade = asyncio.create_task(
-            helm.upgrade(
-                plan.app.release, plan.chart, plan.values, namespace=ns,
-                description=description(self.request, plan, self.deploy.sha, holder_identity()),
-                timeout_s=self.request.timeout_s,
-            )
-        )
-        # helm first: while it renders the chart and writes the release, the API server and helm have
-        # the CPU to themselves; then the verifier is built in a thread (its kubernetes API modules
-        # take ≈ 0.5 s of CPU to import). Its first look is due a second later anyway.
-        await asyncio.wait({upgrade}, timeout=HELM_HEAD_START_S)
-        verifier = await asyncio.to_thread(RolloutVerifier, self.kube_client(), ns, plan.app.release, grace_s=self.request.grace_s)
-        failure = await watch_helm(upgrade, verifier, self.out, plan.app.name)
-        if failure is not None:
-            self.out.error(f"{plan.app.name}: rollout failed, stopping helm and rolling back")
-            self.out.info(failure.report())
-            back = await self._roll_back_after_failure(plan)
-            raise OperationFailed(
-                f"{plan.app.name}: {failure.reason} in pod {failure.pod} for {format_duration(self.request.grace_s)}; {back}",
-                hint=f"fix the image, then `manual-deploy apply --env {self.request.env} --app {plan.app.name} --tag <fixed tag>`",
-            )
-        try:
-            revision = upgrade.result()
-        except Exception as exc:
-            back = await self._describe_after_helm_failure(plan)
-            seen = verifier.waited_for()
-            waited = f"; while helm waited: {seen}" if seen else ""
-            error = helm_error(exc, f"{plan.app.name}: helm upgrade failed ({back}{waited})")
-            error.hint = (f"see what runs now: `manual-deploy status --env {self.request.env} --app {plan.app.name}`; "
-                          f"fix the cause, or give it longer with --timeout, then re-run apply")
-            raise error from None
-        await self._final_check(plan, verifier)
-        return revision
-
-    async def _roll_back_after_failure(self, plan: AppPlan) -> str:
-        """What the roll back left live, as the tail of the failure's message.
-
-        Never raises for helm's errors: the failure that made us roll back must stay the message,
-        with the roll back's own failure and where to look added to it.
-        """
-        try:
-            return await self._roll_back(plan)
-        except Exception as exc:  # noqa: BLE001 - pyhelm3 errors: cluster unreachable, auth, timeout
-            why = helm_error(exc, "rolling back failed too").message
-            return f"{why}; see what runs now: `manual-deploy status --env {self.request.env} --app {plan.app.name}`"
-
-    async def _roll_back(self, plan: AppPlan) -> str:
-        """After we stopped helm: make sure the previous revision is what runs."""
-        helm, ns = self._helm(), self.target.namespace
-        current = await helm.current(plan.app.release, ns)
-        old = plan.current.number if plan.current else None
-        image = (plan.current_values or {}).get("image", "the previous image")
-        if current and old and current.number > old and current.status == "deployed" and current.description.lower().startswith("rollback"):
-            return f"rolled back: revision {current.number} is live again with {image}"
-        if old is None:
-            await helm.uninstall(plan.app.release, ns, timeout_s=120)
-            return "the first install was removed again; nothing of it is left"
-        previous = await self._last_good(plan, before=old + 1) or old  # never the revision this run made
-        await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
-        now = await helm.current(plan.app.release, ns)
-        return f"rolled back to revision {previous}: revision {now.number if now else '?'} is live again with {image}"
-
-    async def _describe_after_helm_failure(self, plan: AppPlan) -> str:
-        try:
-            current = await self._helm().current(plan.app.release, self.target.namespace)
-        except Exception:
-            return "release state unknown"
-        if current is None:
-            return "nothing installed"
-        return f"release now at revision {current.number}, {current.status}: {current.description}"
-
-    async def _final_check(self, plan: AppPlan, verifier: RolloutVerifier) -> None:
-        """helm says ready; prove the Deployment rolled out and every new pod runs the new image."""
-        deadline = time.monotonic() + 30
-        while True:
-            verdict, failure = await asyncio.to_thread(verifier.check)
-            if verdict.state == "done" or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        if verdict.state != "done":
-            raise OperationFailed(f"{plan.app.name}: helm reported success but {verdict.message}")
-        wrong = verifier.images_live(plan.image_value)
-        if wrong:
-            raise OperationFailed(f"{plan.app.name}: pods not running {plan.image_value}: {'; '.join(wrong)}")
-        self.out.success(f"{plan.app.name}: {verdict.message}, all on {plan.image_value}")
-
-    def _audit(self, plan: AppPlan, result: AppResult, lock: DeployLock) -> None:
-        entry = {
-            "command": self.request.command,
-            "reason": self.request.reason,
-            "env": self.request.env,
-            "context": self.target.context if self.target else None,
-            "namespace": self.target.namespace if self.target else None,
-            "app": plan.app.name,
-            "image": plan.image_ref,
-            "digest": plan.digest,
-            "replicas": plan.replicas,
-            "config_sha": self.deploy.sha if self.deploy else None,
-            "old_revision": result.old_revision,
-            "new_revision": result.new_revision,
-            "result": result.result,
-            "message": result.message,
-            "timings": result.timings,
-            "lock_broken_from": lock.broken.identity if lock.broken else None,
-        }
-        audit.record(entry)
-
-
-async def watch_helm(task: asyncio.Task, verifier: RolloutVerifier, out: Output, label: str):
-    """Poll the rollout while helm waits; on a pod failure past grace stop helm and return the failure.
-
-    helm's own --wait cannot tell a crash-looping pod from a slow one (helm 3 waits out --timeout);
-    this can. Whatever happens (also Ctrl-C), helm is not left running.
-    """
-    started = last_line = time.monotonic()
-    failure = None
-    message = "waiting for helm"
-    unreadable = False
-    try:
-        while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=1.0)
-            if done:
-                break
-            try:
-                verdict, failure = await asyncio.to_thread(verifier.check)
-                message, unreadable = verdict.message, False
-            except Exception as exc:  # noqa: BLE001 - the pod check only speeds up a failure; helm's --wait still decides
-                if not unreadable:
-                    out.warn(f"  {label}: cannot read the rollout ({_why(exc)}); helm's own wait still applies")
-                message, unreadable = "waiting for helm (rollout unreadable)", True
-            if failure is not None:
-                break
-            if time.monotonic() - last_line >= 9:
-                last_line = time.monotonic()
-                out.info(f"  {label}: {message} ({format_duration(last_line - started)} elapsed)")
-    except BaseException:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    if failure is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    return failure
-
-
-def _why(exc: Exception) -> str:
-    """A one-line cause without the response body or headers an ApiException would print."""
-    status = getattr(exc, "status", None)
-    if status:
-        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
-    return type(exc).__name__
-
-
-def confirm_env(env: str, needs_confirmation: bool, yes: bool, out: Output, context: str, action: str = "deploy to") -> None:
-    """prod-like envs: the engineer types the env name; no terminal and no --yes → refuse, never hang."""
-    if not needs_confirmation or yes:
-        return
-    if not sys.stdin.isatty():
-        raise Refused(f"{action} {env} needs confirmation and there is no terminal to ask on", hint="re-run with --yes")
-    out.info(f"About to {action} {env} ({context}). Type the environment name to continue:")
-    try:
-        answer = input("> ").strip()
-    except EOFError:
-        answer = ""
-    if answer != env:
-        raise Refused(f"confirmation did not match {env!r}; nothing was changed", hint="re-run and type the env name, or pass --yes")
 
 
 def _merged(values: list[dict]) -> dict:
@@ -787,66 +477,19 @@ async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
             {"app": p.app.name, "result": "dry-run", "unchanged": p.unchanged, "plan": run._plan_line(p), "diff": diffs[p.app.name]}
             for p in plans
         ]}
-    # Nobody to ask (--yes, or an env without confirm): the locks are taken while the plan reads the
-    # releases. Someone to ask: only after they said yes, so a prompt left open blocks nobody.
-    prompt = run.env.confirm and not request.yes
-    locking = None if prompt else asyncio.create_task(run.lock_all(plans))
+
+    async def plan() -> list[Change]:
+        await run.plan(plans)
+        return [run.change(p) for p in plans]
+
+    summary = {"env": request.env, "context": run.target.context, "config_sha": None, "results": []}
     try:
-        with run.phases("plan"):
-            await run.plan(plans)
-        if prompt:
-            with run.phases("confirm"):
-                run.confirm(plans)
-            locking = asyncio.create_task(run.lock_all([p for p in plans if not p.unchanged]))
-        with run.phases("lock"):
-            await locking
-        if not prompt:
-            with run.phases("confirm"):
-                run.confirm(plans)  # nothing to ask: --yes, or an env without confirm
-        await run.release_locks([p.app.name for p in plans if p.unchanged])
-        return await _deploy_all(run, plans)
+        summary["results"] = await run.release.run([p.app.name for p in plans], plan)
+    except ManualDeployError as exc:
+        summary["results"] = exc.details.get("results", [])
+        raise
     finally:
-        if locking is not None:
-            await asyncio.gather(locking, return_exceptions=True)
-        await run.release_locks()
-
-
-async def _deploy_all(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
-    request = run.request
-    from manual_deploy.notify import Notifier
-
-    notifier = Notifier.from_config(run.config, run.out)
-    announced = [{"app": p.app.name, "image": p.image_ref} for p in plans if not p.unchanged]
-    if announced:
-        await asyncio.to_thread(notifier.send, "start", command=request.command, env=request.env, apps=announced, reason=request.reason)
-    semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
-
-    async def bounded(plan: AppPlan):
-        async with semaphore:
-            return await run.deploy_one(plan)
-
-    outcomes = await asyncio.gather(*(bounded(p) for p in plans), return_exceptions=True)
-    results, errors = [], []
-    for plan, outcome in zip(plans, outcomes):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, ManualDeployError):
-                outcome = OperationFailed(f"{plan.app.name}: {type(outcome).__name__}: {outcome}")
-            errors.append(outcome)
-            results.append({"app": plan.app.name, "result": "failed", "message": outcome.message, "exit_code": outcome.exit_code})
-        else:
-            results.append(outcome.as_dict())
-    summary = {"env": request.env, "context": run.target.context, "config_sha": run.deploy.sha, "results": results}
-    if announced:
-        event = "failure" if errors else "success"
-        detail = "; ".join(f"{r['app']}: {r['result']}" + (f" ({r['message']})" if r.get("message") and r["result"] == "failed" else "") for r in results)
-        await asyncio.to_thread(notifier.send, event, command=request.command, env=request.env, apps=announced, reason=request.reason, detail=detail)
-    if run.git_dir:
-        state.record(run.git_dir, "apply", summary)
-    if errors:
-        worst = max(errors, key=lambda e: (e.exit_code == 1, e.exit_code))
-        if len(errors) == 1 and len(plans) == 1:
-            worst.details = {**worst.details, "results": results}
-            raise worst
-        failed = ", ".join(r["app"] for r in results if r["result"] == "failed")
-        raise type(worst)(f"{len(errors)} of {len(plans)} apps failed: {failed}", hint=worst.hint, details={"results": results})
+        summary["config_sha"] = run.deploy.sha
+        if run.git_dir and summary["results"]:
+            state.record(run.git_dir, "apply", summary)
     return summary

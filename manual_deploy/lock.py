@@ -39,7 +39,8 @@ class Holder:
     acquired: datetime | None
     expires: datetime | None
 
-    def describe(self, now: datetime) -> str:
+    def describe(self, now: datetime | None = None) -> str:
+        now = now or datetime.now(timezone.utc)
         age = f", for {int((now - self.acquired).total_seconds())} s" if self.acquired else ""
         why = f" ({self.reason})" if self.reason else ""
         return f"{self.identity}{why}{age}"
@@ -58,6 +59,27 @@ def _holder(lease) -> Holder:
         acquired=acquired,
         expires=expires,
     )
+
+
+def live_holder(api_client, namespace: str, app: str, *, ignore: "DeployLock | None" = None) -> Holder | None:
+    """Who holds the app's deploy lock right now (not expired), other than `ignore`; None if nobody.
+
+    Tells a busy release (someone's deploy is running) from a stuck one (a deploy died mid-way).
+    """
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(lease_name(app), namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise OperationFailed(f"cannot read lock {namespace}/{lease_name(app)}: HTTP {exc.status} {exc.reason}") from None
+    holder = _holder(lease)
+    if ignore is not None and holder.identity == ignore.identity:
+        return None
+    expired = holder.expires is not None and holder.expires < datetime.now(timezone.utc)
+    return None if expired else holder
 
 
 class DeployLock:

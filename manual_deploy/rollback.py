@@ -11,15 +11,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from manual_deploy import audit
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.apply import Phases, confirm_env, watch_helm
-from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
-from manual_deploy.kube import api_client, resolve_target
-from manual_deploy.lock import DeployLock
-from manual_deploy.verify import RolloutVerifier
+from manual_deploy.errors import Interrupted, ManualDeployError, Refused
+from manual_deploy.helm import Revision, helm_error
+from manual_deploy.kube import resolve_target
+from manual_deploy.release.outcome import Phases
+from manual_deploy.release.runner import Change, Guard, ReleaseTransaction
+
 
 @dataclass(frozen=True)
 class RollbackRequest:
@@ -78,67 +77,51 @@ async def _rollback(config: Config, request: RollbackRequest, out: Output) -> di
     with phases("target"):
         target = resolve_target(config, request.env, kubeconfig=request.kubeconfig, context=request.kube_context, out=out)
         out.info(f"  {target.banner()}")
-    helm = HelmDriver(find_helm(config.helm.executable), kubeconfig=request.kubeconfig, context=target.context, timeout_s=request.timeout_s)
-    ns = target.namespace
-    with phases("plan"):
-        try:
-            current = await helm.current(app.release, ns)
-            history = await helm.history(app.release, ns) if current else []
-        except Exception as exc:
-            raise helm_error(exc, f"cannot read release {app.release} in {target.context}/{ns}") from None
-        if current is None:
-            raise Refused(f"{app.name} has no release in {target.context}/{ns}; nothing to roll back")
-        chosen = choose_revision(history, current, request.revision)
-        now_image = (await helm.values(app.release, ns, current.number)).get("image", "?")
-        back_image = (await helm.values(app.release, ns, chosen.number)).get("image", "?")
-        out.info(
-            f"  {app.name}: revision {current.number} ({current.status}, {now_image}) → revision {chosen.number} "
-            f"({back_image}, deployed {chosen.updated} by {who_deployed(chosen.description)})"
-        )
-    with phases("confirm"):
-        confirm_env(request.env, env.confirm, request.yes, out, target.context, action="roll back")
-    from manual_deploy.notify import Notifier
+    guard = Guard(command="rollback", env=request.env, reason=request.reason, timeout_s=request.timeout_s,
+                  grace_s=request.grace_s, yes=request.yes, break_lock=request.break_lock, kubeconfig=request.kubeconfig,
+                  confirm=env.confirm)
+    release = ReleaseTransaction(config, guard, target, out, phases)
+    planned: dict[str, Any] = {}
 
-    notifier = Notifier.from_config(config, out)
-    apps = [{"app": app.name, "image": back_image}]
-    await asyncio.to_thread(notifier.send, "start", command="rollback", env=request.env, apps=apps, reason=request.reason)
-    kube = api_client(target)
-    lock = DeployLock(kube, ns, app.name, reason=f"rollback: {request.reason}", duration_s=int(request.timeout_s) + 300)
-    result: dict[str, Any] = {
-        "command": "rollback", "env": request.env, "app": app.name, "reason": request.reason, "context": target.context,
-        "namespace": ns, "image": back_image, "old_revision": current.number, "to_revision": chosen.number,
-        "new_revision": None, "result": "failed", "message": "",
-    }
+    async def plan() -> list[Change]:
+        change = await _plan(release, app, request, out)
+        planned.update(image=change.image_ref, to_revision=change.record["to_revision"])
+        return [change]
+
     try:
-        with phases("lock"):
-            await asyncio.to_thread(lock.acquire, break_lock=request.break_lock)
-        with phases("rollback+verify"):
-            task = asyncio.create_task(helm.rollback(app.release, ns, chosen.number, timeout_s=request.timeout_s))
-            verifier = RolloutVerifier(kube, ns, app.release, grace_s=request.grace_s)
-            failure = await watch_helm(task, verifier, out, app.name)
-            if failure is not None:
-                out.info(failure.report())
-                raise OperationFailed(
-                    f"{app.name}: revision {chosen.number}'s pods fail too ({failure.reason} in {failure.pod})",
-                    hint=f"pick another revision: `helm history {app.release} -n {ns}` then `manual-deploy rollback --env {request.env} --app {app.name} --revision N`",
-                )
-            try:
-                task.result()
-            except Exception as exc:
-                seen = verifier.waited_for()
-                raise helm_error(exc, f"{app.name}: helm rollback failed" + (f" (while helm waited: {seen})" if seen else "")) from None
-            after = await helm.current(app.release, ns)
-        result.update(result="rolled back", new_revision=after.number if after else None,
-                      message=f"revision {after.number if after else '?'} is live with {back_image}")
-        out.success(f"{app.name}: {result['message']}")
-        return result
+        [result] = await release.run([app.name], plan)
     except ManualDeployError as exc:
-        result["message"] = exc.message
+        [result] = exc.details.get("results") or [{"result": "failed", "message": exc.message}]
         raise
-    finally:
-        await asyncio.to_thread(lock.release)
-        result["timings"] = phases.timings
-        result["lock_broken_from"] = lock.broken.identity if lock.broken else None
-        audit.record({k: v for k, v in result.items() if k != "command"} | {"command": "rollback"})
-        event = "success" if result["result"] == "rolled back" else "failure"
-        await asyncio.to_thread(notifier.send, event, command="rollback", env=request.env, apps=apps, reason=request.reason, detail=result["message"])
+    return {"command": "rollback", "env": request.env, "app": app.name, "reason": request.reason,
+            "context": target.context, "namespace": target.namespace, **planned, **result}
+
+
+async def _plan(release: ReleaseTransaction, app, request: RollbackRequest, out: Output) -> Change:
+    """Which revision to go back to, shown before anything changes."""
+    helm, ns, target = release.helm(), release.target.namespace, release.target
+    try:
+        current = await helm.current(app.release, ns)
+        history = await helm.history(app.release, ns) if current else []
+    except Exception as exc:
+        raise helm_error(exc, f"cannot read release {app.release} in {target.context}/{ns}") from None
+    if current is None:
+        raise Refused(f"{app.name} has no release in {target.context}/{ns}; nothing to roll back")
+    chosen = choose_revision(history, current, request.revision)
+    now_image = (await helm.values(app.release, ns, current.number)).get("image", "?")
+    back_image = (await helm.values(app.release, ns, chosen.number)).get("image", "?")
+    out.info(
+        f"  {app.name}: revision {current.number} ({current.status}, {now_image}) → revision {chosen.number} "
+        f"({back_image}, deployed {chosen.updated} by {who_deployed(chosen.description)})"
+    )
+
+    async def roll_back(driver):
+        await driver.rollback(app.release, ns, chosen.number, timeout_s=request.timeout_s)
+
+    return Change(
+        app=app, action="rollback", start=roll_back, image_ref=back_image, expected_image=back_image, old=current,
+        old_image=now_image, undo_to=current.number,
+        retry_hint=(f"pick another revision: `helm history {app.release} -n {ns}` then "
+                    f"`manual-deploy rollback --env {request.env} --app {app.name} --revision N`"),
+        record={"to_revision": chosen.number},
+    )

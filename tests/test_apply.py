@@ -101,8 +101,8 @@ def test_wrong_context_refused_before_any_cluster_write(cli, bed, tmp_path):
 def test_missing_image_is_refused_and_leaves_no_helm_behind(cli, bed, monkeypatch):
     """The release's `helm status` starts right after the target phase; a refusal in the image phase
     must stop and reap it (the real helm; the subclass only remembers which processes apply started)."""
-    from manual_deploy import apply as apply_module
     from manual_deploy.helm import StatusRead
+    from manual_deploy.release import speed
 
     started = []
 
@@ -111,7 +111,7 @@ def test_missing_image_is_refused_and_leaves_no_helm_behind(cli, bed, monkeypatc
             super().__init__(*args, **kwargs)
             started.append(self.proc)
 
-    monkeypatch.setattr(apply_module, "StatusRead", Remembered)
+    monkeypatch.setattr(speed, "StatusRead", Remembered)
     result = apply(cli, bed, "--app", "ingest-core", "--tag", "never-built", "--yes")
     assert result.code == 3, result.stderr
     assert "not in the registry" in result.stderr and "wait-image" in result.stderr

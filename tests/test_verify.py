@@ -9,7 +9,7 @@ import socket
 from kubernetes import client
 
 from manual_deploy.console import Output
-from manual_deploy.apply import watch_helm
+from manual_deploy.release.watch import watch_helm
 from manual_deploy.verify import REVISION, RolloutVerifier, current_replica_set
 
 UID = "d-uid"
@@ -86,14 +86,15 @@ def test_an_unreadable_api_never_stops_helm(capsys):
 SNAPSHOT = """
 import json, sys, threading
 threading.Thread.start = lambda self: None  # the warm-up's own thread is not the point here
-from manual_deploy import cli, apply as apply_module
-apply_module._warm_up_kubernetes_client()
+from manual_deploy import cli, apply
+from manual_deploy.release import speed
+speed.warm_up_kubernetes_client()
 ready = set(sys.modules)
 if sys.argv[1] == "early":
-    for name in apply_module.EARLY_PHASE_MODULES:
+    for name in speed.EARLY_PHASE_MODULES:
         __import__(name)
 else:
-    apply_module.import_lock_client()
+    speed.import_lock_client()
 print(json.dumps(sorted(set(sys.modules) - ready)))
 """
 

@@ -1,0 +1,60 @@
+"""helm under watch: poll the release's resources while helm waits, stop helm on a failure past grace.
+
+helm's own --wait cannot tell a crash-looping pod from a slow one (helm 3 waits out --timeout); the
+watch can. Whatever happens (also Ctrl-C), helm is not left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from manual_deploy.durations import format_duration
+
+CHECK_EVERY_S = 1.0
+PROGRESS_EVERY_S = 9.0  # a progress line at least every 10 s
+
+
+async def watch_helm(task: asyncio.Task, verifier, out, label: str):
+    """Poll `verifier.check()` while `task` (helm) runs; return the failure that stopped helm, or None."""
+    started = last_line = time.monotonic()
+    failure = None
+    message = "waiting for helm"
+    unreadable = False
+    try:
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=CHECK_EVERY_S)
+            if done:
+                break
+            try:
+                verdict, failure = await asyncio.to_thread(verifier.check)
+                message, unreadable = verdict.message, False
+            except Exception as exc:  # noqa: BLE001 - the check only speeds up a failure; helm's --wait still decides
+                if not unreadable:
+                    out.warn(f"  {label}: cannot read the rollout ({why(exc)}); helm's own wait still applies")
+                message, unreadable = "waiting for helm (rollout unreadable)", True
+            if failure is not None:
+                break
+            if time.monotonic() - last_line >= PROGRESS_EVERY_S:
+                last_line = time.monotonic()
+                out.info(f"  {label}: {message} ({format_duration(last_line - started)} elapsed)")
+    except BaseException:
+        await stop(task)
+        raise
+    if failure is not None:
+        await stop(task)
+    return failure
+
+
+async def stop(task: asyncio.Task) -> None:
+    """Cancel helm's task and wait until its process is gone."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def why(exc: Exception) -> str:
+    """A one-line cause without the response body or headers an ApiException would print."""
+    status = getattr(exc, "status", None)
+    if status:
+        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    return type(exc).__name__
