@@ -90,7 +90,7 @@ NOT_READY = [*SCHEDULED, cond("Ready", False, "ContainersNotReady", "containers 
 ])
 def test_a_container_waiting_for_a_reason_that_waiting_will_not_fix_is_failing(reason, message, summary):
     found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting(reason, message)), [])
-    assert found == ResourceState("Pod", POD, False, summary, reason, (), "broker")
+    assert found == ResourceState("Pod", POD, False, summary, reason, (), "broker", message)
 
 
 def test_an_init_container_that_cannot_start_fails_the_pod_too():
@@ -292,6 +292,7 @@ def test_a_claim_whose_storage_class_is_missing_fails_with_the_provisioners_word
     found = pvc.assess(a_claim(), events)
     assert found.summary == 'Pending — storageclass "retained-gp2" not found (ProvisioningFailed, 3×)'
     assert found.failing == "ProvisioningFailed"
+    assert found.message == 'storageclass.storage.k8s.io "retained-gp2" not found'
     assert found.events == ('Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found (3×)',)
 
 

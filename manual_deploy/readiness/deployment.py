@@ -23,7 +23,8 @@ def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[
     worst = next((p for p in unready if p.failing), unready[0] if unready else None)
     if worst is not None:
         summary += f" (pod {worst.name}: {worst.summary})"
-    return state("Deployment", live.name, False, summary, failing=failing, events=events)
+    return state("Deployment", live.name, False, summary, failing=failing, events=events,
+                 message=live.deadline_exceeded or "")
 
 
 def _revision(replica_set: dict[str, Any]) -> int:

@@ -17,7 +17,7 @@ def assess(job: dict[str, Any], events: list[dict[str, Any]], pods: list[Resourc
     if failed is not None:
         reason = failed.get("reason") or "Failed"
         return state("Job", name, False, f"failed — {reason}: {failed.get('message') or ''}".rstrip(": "),
-                     failing=reason, events=events)
+                     failing=reason, events=events, message=failed.get("message") or "")
     summary = f"running: {status.get('active') or 0} active, {status.get('succeeded') or 0} succeeded, {status.get('failed') or 0} failed"
     worst = next((p for p in pods if not p.ready and p.failing), None)
     if worst is not None:

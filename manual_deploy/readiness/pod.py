@@ -27,13 +27,13 @@ def assess(pod: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime |
     if broken is not None:
         reason, container, message = broken
         return state("Pod", name, False, f"{reason} (container {container}): {message}".rstrip(": "),
-                     failing=reason, events=events, container=container)
+                     failing=reason, events=events, container=container, message=message)
     if phase == "Succeeded":
         return state("Pod", name, True, "Succeeded")
     if phase == "Failed":
         reason = status.get("reason") or "Failed"
         return state("Pod", name, False, f"Failed — {reason}: {status.get('message') or ''}".rstrip(": "),
-                     failing=reason, events=events)
+                     failing=reason, events=events, message=status.get("message") or "")
     scheduled = _condition(status, "PodScheduled")
     if scheduled is not None and scheduled.get("status") == "False":
         return _unschedulable(name, scheduled, events, now or dt.datetime.now(dt.timezone.utc))
@@ -42,7 +42,7 @@ def assess(pod: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime |
     if volume is not None and (phase == "Pending" or (waiting or {}).get("reason") in ("ContainerCreating", "PodInitializing")):
         reason, message, count = volume
         return state("Pod", name, False, f"{(waiting or {}).get('reason') or phase} — {reason}: {message} ({count}×)",
-                     failing=reason, events=events)
+                     failing=reason, events=events, message=message)
     ready = _condition(status, "Ready")
     if phase == "Running" and ready is not None and ready.get("status") == "True":
         return state("Pod", name, True, "Running, ready")
@@ -52,7 +52,7 @@ def assess(pod: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime |
             _, message, count = unhealthy
             probe = "liveness" if message.lower().startswith("liveness") else "readiness"
             return state("Pod", name, False, f"Running, not ready — {probe} probe failing: {message} ({count}×)",
-                         failing="Unhealthy", events=events)
+                         failing="Unhealthy", events=events, message=f"{message} ({count}×)")
         why = (ready or {}).get("message") or "containers not ready yet"
         return state("Pod", name, False, f"Running, not ready — {why}", events=events)
     detail = (waiting or {}).get("reason") or "waiting to start"
@@ -85,7 +85,7 @@ def _unschedulable(name: str, scheduled: dict[str, Any], events: list[dict[str, 
     event = latest(events, "FailedScheduling")
     message = (scheduled.get("message") or (event or {}).get("message") or "").strip()
     return state("Pod", name, False, f"Pending — FailedScheduling: {message}".rstrip(": "),
-                 failing="FailedScheduling", events=events)
+                 failing="FailedScheduling", events=events, message=message)
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:

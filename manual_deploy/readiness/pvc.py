@@ -23,18 +23,20 @@ def assess(claim: dict[str, Any], events: list[dict[str, Any]], *, mounted: bool
         volume = (claim.get("spec") or {}).get("volumeName")
         return state("PersistentVolumeClaim", name, True, f"Bound to {volume}" if volume else "Bound")
     if phase == "Lost":
-        return state("PersistentVolumeClaim", name, False, "Lost — its volume is gone", failing="ClaimLost", events=events)
+        return state("PersistentVolumeClaim", name, False, "Lost — its volume is gone", failing="ClaimLost", events=events,
+                     message=f"volume {(claim.get('spec') or {}).get('volumeName') or '?'} is gone")
     newest = because(events, "ProvisioningFailed", "FailedBinding", "WaitForFirstConsumer", "ExternalProvisioning", "Provisioning")
     if newest is None:
         return state("PersistentVolumeClaim", name, False, f"{phase} — no events yet", events=events)
     reason, message, count = newest
     summary = f"{phase} — {_plain(message)} ({reason}, {count}×)"
     if reason in FAILING:
-        return state("PersistentVolumeClaim", name, False, summary, failing=reason, events=events)
+        return state("PersistentVolumeClaim", name, False, summary, failing=reason, events=events, message=message)
     if reason == "WaitForFirstConsumer" and not mounted:
         return state("PersistentVolumeClaim", name, False,
                      f"{phase} — waits for a pod to mount it, and no workload of the release does ({reason})",
-                     failing="NoConsumer", events=events)
+                     failing="NoConsumer", events=events,
+                     message="its storage class binds on first use, and no workload of the release mounts it")
     return state("PersistentVolumeClaim", name, False, summary, events=events)
 
 

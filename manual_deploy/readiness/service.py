@@ -22,5 +22,5 @@ def assess(service: dict[str, Any], events: list[dict[str, Any]]) -> ResourceSta
     if failed is not None:
         reason, message, count = failed
         return state("Service", name, False, f"no load balancer address — {message} ({reason}, {count}×)",
-                     failing=reason, events=events)
+                     failing=reason, events=events, message=message)
     return state("Service", name, False, "no load balancer address yet", events=events)

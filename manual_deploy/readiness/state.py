@@ -24,6 +24,7 @@ class ResourceState:
     failing: str | None = None
     events: tuple[str, ...] = ()
     container: str | None = None  # pods: the container the failure is about (its logs are the evidence)
+    message: str = ""  # a failing state's own words (the Event's or the container's), for Failure.message
 
     @property
     def label(self) -> str:
@@ -119,9 +120,10 @@ def because(events: list[dict[str, Any]], *reasons: str) -> tuple[str, str, int]
 
 
 def state(obj_kind: str, name: str, ready: bool, summary: str, *, failing: str | None = None,
-          events: list[dict[str, Any]] | None = None, container: str | None = None) -> ResourceState:
+          events: list[dict[str, Any]] | None = None, container: str | None = None, message: str = "") -> ResourceState:
     """A ResourceState whose events are shown only when it is not ready (ready ones need no story)."""
-    return ResourceState(obj_kind, name, ready, summary, failing, () if ready else event_lines(events or []), container)
+    return ResourceState(obj_kind, name, ready, summary, failing, () if ready else event_lines(events or []), container,
+                         message)
 
 
 def name_of(obj: dict[str, Any]) -> str:

@@ -176,7 +176,8 @@ class ReleaseWatch:
         return failure
 
     def _diagnose(self, found: ResourceState) -> Failure:
-        failure = Failure(found.kind, found.name, found.failing or "", found.summary, list(found.events), found.container)
+        failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
+                          found.container)
         if found.kind == "Pod" and found.container:
             for previous in ("false", "true"):  # a crash-looping container's story is in the previous run
                 try:
