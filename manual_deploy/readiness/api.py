@@ -68,7 +68,9 @@ class Api:
             status = getattr(exc, "status", None)
             if status == 404:
                 return 404, b""
-            raise ReadError(status or None, type(exc).__name__) from None
+            cause = getattr(exc, "reason", None)  # urllib3's MaxRetryError wraps what really happened
+            what = type(cause if isinstance(cause, BaseException) else exc).__name__
+            raise ReadError(status or None, f"no answer: {what}" if not status else f"HTTP {status}") from None
         if status == 404 or 200 <= status <= 299:
             return status, data
         raise ReadError(status, f"HTTP {status}")
