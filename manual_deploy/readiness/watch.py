@@ -12,26 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from manual_deploy.readiness import daemonset, deployment, job, manifest, pod, pvc, service, statefulset
+from manual_deploy.readiness import daemonset, deployment, job, manifest, pod, pvc, reads, service, statefulset
 from manual_deploy.readiness.api import Api, ReadError
 from manual_deploy.readiness.state import Failure, ResourceState, name_of
 from manual_deploy.verify import same_image
 
-LOG_LINES = 20
-WAITED_EVENTS = 3
-# kind -> (API prefix, plural) for the kinds with a rule; every other kind is ready once helm created it.
-PATHS = {
-    "Deployment": ("/apis/apps/v1", "deployments"), "StatefulSet": ("/apis/apps/v1", "statefulsets"),
-    "DaemonSet": ("/apis/apps/v1", "daemonsets"), "ReplicaSet": ("/apis/apps/v1", "replicasets"),
-    "Job": ("/apis/batch/v1", "jobs"), "Pod": ("/api/v1", "pods"), "Service": ("/api/v1", "services"),
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"), "Event": ("/api/v1", "events"),
-}
+WAITED_EVENTS = 3  # per resource, when helm gave up first: enough to say why, short enough to read
 WORKLOADS = {"StatefulSet": statefulset.assess, "DaemonSet": daemonset.assess, "Job": job.assess}
-
-
-def path(kind: str, namespace: str, name: str | None = None) -> str:
-    prefix, plural = PATHS[kind]
-    return f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
 @dataclass(frozen=True)
@@ -105,19 +92,19 @@ class ReleaseWatch:
             self._release_error = f"cannot decode helm's release Secret ({type(exc).__name__})"
 
     def _look(self, res: manifest.Resource) -> tuple[ResourceState, list[ResourceState]]:
-        if res.kind not in PATHS:
+        if res.kind not in reads.PATHS:
             return ResourceState(res.kind, res.name, True, "created by helm"), []
-        obj = self.api.get(path(res.kind, res.namespace, res.name))
+        obj = self.api.get(reads.path(res.kind, res.namespace, res.name))
         if obj is None:
             if res.hook:  # not run yet, or run and deleted by its hook-delete-policy: helm waits for hooks itself
                 return ResourceState(res.kind, res.name, True, "hook not running"), []
             return ResourceState(res.kind, res.name, False, "not created yet"), []
         if res.kind == "Deployment":
-            live = self._deployment_pods.setdefault(res.name, self._new_pods(obj, res.namespace))
+            live = self._deployment_pods.setdefault(res.name, reads.deployment_pods(self.api, obj, res.namespace))
             pods = [self._pod(p) for p in live]
             return self._assess(res, obj, lambda events: deployment.assess(obj, events, pods)), pods
         if res.kind in WORKLOADS:
-            live = self._owned_pods(obj, res.namespace)
+            live = reads.owned_pods(self.api, obj, res.namespace)
             if res.kind == "StatefulSet":
                 live = [p for p in live if statefulset.is_new_pod(obj, p)]
             pods = [self._pod(p) for p in live]
@@ -141,22 +128,7 @@ class ReleaseWatch:
         return pod.assess(obj, self._events("Pod", name_of(obj), self.namespace))
 
     def _events(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
-        return self.api.items(path("Event", namespace), fields=f"involvedObject.name={name},involvedObject.kind={kind}")
-
-    def _new_pods(self, obj: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-        """The pods of the Deployment's current ReplicaSet (see deployment.current_replica_set)."""
-        selector = deployment.selector_text(obj)
-        current = deployment.current_replica_set(obj, self.api.items(path("ReplicaSet", namespace), labels=selector))
-        if current is None:
-            return []
-        pods = self.api.items(path("Pod", namespace), labels=deployment.pod_selector(obj, current))
-        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-
-    def _owned_pods(self, obj: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-        uid = obj["metadata"].get("uid")
-        pods = self.api.items(path("Pod", namespace), labels=deployment.selector_text(obj) or None)
-        return [p for p in pods if not p["metadata"].get("deletionTimestamp")
-                and any(ref.get("uid") == uid for ref in p["metadata"].get("ownerReferences") or [])]
+        return reads.events(self.api, kind, name, namespace)
 
     # --- failing for too long ----------------------------------------------------------------------------
 
@@ -179,15 +151,7 @@ class ReleaseWatch:
         failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
                           found.container)
         if found.kind == "Pod" and found.container:
-            for previous in ("false", "true"):  # a crash-looping container's story is in the previous run
-                try:
-                    text = self.api.text(path("Pod", self.namespace, found.name) + "/log", container=found.container,
-                                         tailLines=str(LOG_LINES), previous=previous)
-                except ReadError:
-                    continue
-                if text.strip():
-                    failure.logs = text.rstrip("\n").splitlines()[-LOG_LINES:]
-                    break
+            failure.logs = reads.log_tail(self.api, self.namespace, found.name, found.container)
         return failure
 
     # --- saying it -----------------------------------------------------------------------------------------
