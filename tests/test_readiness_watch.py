@@ -66,10 +66,12 @@ def node_port(name: str) -> dict:
             "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}
 
 
-def write_release(api, release: str, revision: int, docs: list[dict]) -> None:
+def write_release(api, release: str, revision: int, docs: list[dict], hooks: list[dict] = ()) -> None:
     """A release Secret as helm 3/4 store it: base64(base64(gzip(JSON))) under data.release."""
     manifest = "".join(f"---\n# Source: {release}/templates/{d['kind'].lower()}.yaml\n{yaml.safe_dump(d)}" for d in docs)
-    body = {"name": release, "namespace": NS, "version": revision, "manifest": manifest, "hooks": [],
+    hooks = [{"name": h["metadata"]["name"], "kind": h["kind"], "manifest": yaml.safe_dump(h), "events": ["pre-upgrade"]}
+             for h in hooks]
+    body = {"name": release, "namespace": NS, "version": revision, "manifest": manifest, "hooks": hooks,
             "info": {"status": "pending-upgrade" if revision > 1 else "pending-install"}}
     encoded = base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()
     client.CoreV1Api(api).create_namespaced_secret(NS, {
@@ -116,10 +118,14 @@ def test_until_helm_writes_the_new_revision_the_watch_says_so(cluster):
     assert watch.progress() == watch.waited_for() == "waiting for helm to write revision 4"
     assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
 
-    write_release(api, "ingest-broker", 4, [node_port("ingest-broker-service"), claim()])
+    hook_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-migrate"},
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}}}
+    hook_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hook-script"}}
+    write_release(api, "ingest-broker", 4, [node_port("ingest-broker-service"), claim()], hooks=[hook_job, hook_map])
     result = watch.check()
-    assert result.revision == 4 and [s.label for s in result.states] == \
-        ["Service ingest-broker-service", f"PersistentVolumeClaim {CLAIM}"]
+    assert result.revision == 4 and [(s.label, s.summary) for s in result.states] == [
+        ("Service ingest-broker-service", "not created yet"), (f"PersistentVolumeClaim {CLAIM}", "not created yet"),
+        ("Job db-migrate", "hook not running")]  # hooks: only Jobs have a state to watch
     assert watch.progress() == (f"waiting for Service ingest-broker-service: not created yet; "
                                 f"PersistentVolumeClaim {CLAIM}: not created yet")
 
@@ -305,3 +311,17 @@ def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path):
     until(after, lambda r: r.revision == 2 and all(s.ready for s in r.states if s.kind == "Deployment")
           and after.images_live("b2") == [])
     assert after.images_live("b1") != []
+
+
+def test_a_pod_the_scheduler_cannot_place_is_named_with_the_schedulers_words(cluster):
+    kube, api = cluster
+    kube.add_failure("*:huge", "ProgressDeadlineExceeded")  # the emulator's unschedulable pod
+    docs = [deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:huge")]
+    write_release(api, "ingest-broker", 1, docs)
+    apply(api, docs)
+    watch = ReleaseWatch(api, NS, "ingest-broker", grace_s=0)
+    failure = until(watch, lambda r: r.failure is not None).failure
+    assert (failure.kind, failure.reason) == ("Pod", "FailedScheduling")
+    assert failure.message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
+    assert failure.report().startswith(f"pod {failure.name}: FailedScheduling 0/1 nodes are available")
+    assert any(line.startswith("Warning FailedScheduling: 0/1 nodes") for line in failure.events)

@@ -123,9 +123,10 @@ class ReleaseWatch:
         return first if first.ready else rule(self._events(res.kind, res.name, res.namespace))
 
     def _pod(self, obj: dict[str, Any]) -> ResourceState:
-        if pod.is_ready(obj):
-            return pod.assess(obj, [])
-        return pod.assess(obj, self._events("Pod", name_of(obj), self.namespace))
+        first = pod.assess(obj, [])
+        if first.ready:
+            return first
+        return pod.assess(obj, self._events("Pod", name_of(obj), obj["metadata"].get("namespace") or self.namespace))
 
     def _events(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
         return reads.events(self.api, kind, name, namespace)
