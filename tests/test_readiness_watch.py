@@ -281,7 +281,8 @@ def test_an_api_that_stops_answering_is_said_not_raised(cluster):
     assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
 
 
-def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path):
+@pytest.mark.parametrize("helm_binary", ["helm3", "helm4"])
+def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path, helm_binary):
     kube, api = cluster
     chart = tmp_path / "chart"
     (chart / "templates").mkdir(parents=True)
@@ -293,7 +294,7 @@ def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path):
     (chart / "templates" / "all.yaml").write_text(template)
 
     def helm(*args: str) -> None:
-        subprocess.run([str(HELMS["helm3"]), *args, "-n", NS, "--kube-context", "ingest-eks-prod",
+        subprocess.run([str(HELMS[helm_binary]), *args, "-n", NS, "--kube-context", "ingest-eks-prod",
                         "--kubeconfig", str(kube.kubeconfig)], check=True, capture_output=True, timeout=120)
 
     helm("upgrade", "--install", "ingest-broker", str(chart))
