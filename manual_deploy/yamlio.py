@@ -14,3 +14,8 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def safe_load(text: str) -> Any:
     """`yaml.safe_load`, with the C parser where available; raises yaml.YAMLError like it."""
     return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
+
+def safe_load_all(text: str) -> list[Any]:
+    """`yaml.safe_load_all` as a list (multi-document manifests), with the C parser where available."""
+    return list(yaml.load_all(text, Loader=_LOADER))  # noqa: S506 - a safe loader

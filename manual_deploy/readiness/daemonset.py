@@ -1,0 +1,26 @@
+"""DaemonSet rule, after kubectl's DaemonSetStatusViewer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manual_deploy.readiness.state import ResourceState, name_of, state
+
+
+def assess(ds: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
+    name = name_of(ds)
+    meta, status = ds.get("metadata") or {}, ds.get("status") or {}
+    desired = status.get("desiredNumberScheduled") or 0
+    updated, ready = status.get("updatedNumberScheduled") or 0, status.get("numberReady") or 0
+    if (meta.get("generation") or 0) > (status.get("observedGeneration") or 0):
+        summary = "spec update not yet observed by the daemonset controller"
+    elif updated < desired:
+        summary = f"{updated} of {desired} nodes run the updated pod"
+    elif (status.get("numberAvailable") or ready) < desired or ready < desired:
+        summary = f"{ready} of {desired} updated pods ready"
+    else:
+        return state("DaemonSet", name, True, f"rolled out: {ready}/{desired} ready")
+    worst = next((p for p in pods if not p.ready and p.failing), next((p for p in pods if not p.ready), None))
+    if worst is not None:
+        summary += f" (pod {worst.name}: {worst.summary})"
+    return state("DaemonSet", name, False, summary, events=events)

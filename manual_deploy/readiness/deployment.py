@@ -1,0 +1,67 @@
+"""Deployment rule: the rollout verdict (kubectl rollout status), plus what its new pods say.
+
+The counts alone cannot tell a slow pod from a broken one; the new pods' own states (pod rules)
+can, so the Deployment's summary carries the first pod problem along.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manual_deploy.deployment_state import REVISION, DeploymentState
+from manual_deploy.readiness.state import ResourceState, name_of, state
+
+
+def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
+    live = DeploymentState.from_dict(deployment)
+    verdict = live.verdict()
+    if verdict.state == "done":
+        return state("Deployment", live.name, True, verdict.message)
+    failing = "ProgressDeadlineExceeded" if verdict.state == "failed" else None
+    summary = verdict.message
+    unready = [p for p in pods if not p.ready]
+    worst = next((p for p in unready if p.failing), unready[0] if unready else None)
+    if worst is not None:
+        summary += f" (pod {worst.name}: {worst.summary})"
+    return state("Deployment", live.name, False, summary, failing=failing, events=events,
+                 message=live.deadline_exceeded or "")
+
+
+def _revision(replica_set: dict[str, Any]) -> int:
+    try:
+        return int(((replica_set.get("metadata") or {}).get("annotations") or {}).get(REVISION, 0))
+    except ValueError:
+        return 0
+
+
+def current_replica_set(deployment: dict[str, Any], replica_sets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ReplicaSet the Deployment is rolling out to, among those it owns.
+
+    By revision, as the Deployment controller numbers them, not by age: a rollback re-activates an
+    old ReplicaSet (giving it the highest revision), and creation times only have one-second
+    resolution. The Deployment's own revision annotation names it once the controller has seen the
+    change; before that the highest revision is the best guess.
+    """
+    uid = (deployment.get("metadata") or {}).get("uid")
+    owned = [rs for rs in replica_sets
+             if any(ref.get("uid") == uid for ref in (rs.get("metadata") or {}).get("ownerReferences") or [])]
+    if not owned:
+        return None
+    wanted = ((deployment.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+    named = [rs for rs in owned if wanted is not None and str(_revision(rs)) == wanted]
+    if named:
+        return named[0]
+    return max(owned, key=lambda rs: (_revision(rs), (rs.get("metadata") or {}).get("creationTimestamp") or "", name_of(rs)))
+
+
+def pod_selector(deployment: dict[str, Any], replica_set: dict[str, Any]) -> str:
+    """The label selector of the ReplicaSet's pods: the Deployment's, narrowed by pod-template-hash."""
+    selector = selector_text(deployment)
+    template_hash = ((replica_set.get("metadata") or {}).get("labels") or {}).get("pod-template-hash")
+    return f"{selector},pod-template-hash={template_hash}" if template_hash else selector
+
+
+def selector_text(workload: dict[str, Any]) -> str:
+    """matchLabels as a label selector (matchExpressions are not used by the ingest charts)."""
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -1,0 +1,25 @@
+"""Job rule: Complete is ready; the Failed condition (e.g. BackoffLimitExceeded) will not recover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manual_deploy.readiness.state import ResourceState, name_of, state
+
+
+def assess(job: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
+    name = name_of(job)
+    status = job.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in conditions:
+        return state("Job", name, True, f"complete ({status.get('succeeded') or 0} succeeded)")
+    failed = conditions.get("Failed")
+    if failed is not None:
+        reason = failed.get("reason") or "Failed"
+        return state("Job", name, False, f"failed — {reason}: {failed.get('message') or ''}".rstrip(": "),
+                     failing=reason, events=events, message=failed.get("message") or "")
+    summary = f"running: {status.get('active') or 0} active, {status.get('succeeded') or 0} succeeded, {status.get('failed') or 0} failed"
+    worst = next((p for p in pods if not p.ready and p.failing), None)
+    if worst is not None:
+        summary += f" (pod {worst.name}: {worst.summary})"
+    return state("Job", name, False, summary, events=events)

@@ -1,0 +1,26 @@
+"""Service rule: only a LoadBalancer has something to wait for (its cloud load balancer's address)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manual_deploy.readiness.state import ResourceState, because, name_of, state
+
+
+def assess(service: dict[str, Any], events: list[dict[str, Any]]) -> ResourceState:
+    name = name_of(service)
+    spec = service.get("spec") or {}
+    kind = spec.get("type") or "ClusterIP"
+    if kind != "LoadBalancer":
+        ports = ", ".join(str(p.get("nodePort") or p.get("port")) for p in spec.get("ports") or [])
+        return state("Service", name, True, f"{kind}" + (f" {ports}" if ports else ""))
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if ingress:
+        address = ingress[0].get("hostname") or ingress[0].get("ip") or "?"
+        return state("Service", name, True, f"LoadBalancer at {address}")
+    failed = because(events, "SyncLoadBalancerFailed")
+    if failed is not None:
+        reason, message, count = failed
+        return state("Service", name, False, f"no load balancer address — {message} ({reason}, {count}×)",
+                     failing=reason, events=events, message=message)
+    return state("Service", name, False, "no load balancer address yet", events=events)

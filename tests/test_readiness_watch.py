@@ -1,0 +1,328 @@
+"""ReleaseWatch against the emulated apiserver, through the real kubernetes ApiClient.
+
+The release is what helm stored: a release Secret written the way helm writes it (and once by the
+real helm 3), so the watch reads exactly what a deploy would.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import time
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes import config as kconfig
+
+from bed import HELMS
+from manual_deploy.readiness import ReleaseWatch
+from manual_deploy.sandbox.kube import KubeEmulator
+from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+
+NS = "prod-environment"
+TOKEN = "readiness-token-0123456789"
+CLAIM = "spreadsheet-storage-claim"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with KubeEmulator(token=TOKEN, pod_start_delay=0.2, progress_deadline=30.0) as kube:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token=TOKEN)
+        api = kconfig.new_client_from_config(config_file=str(kubeconfig), context="ingest-eks-prod", persist_config=False)
+        kube.kubeconfig = kubeconfig
+        yield kube, api
+        api.close()
+
+
+def deployment(name: str, image: str, claim: str | None = None) -> dict:
+    labels = {"app": name}
+    pod_spec = {"containers": [{"name": "app", "image": image, "resources": {"requests": {"memory": "256Mi"}}}]}
+    if claim:
+        pod_spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
+
+
+def claim(name: str = CLAIM) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "retained-gp2",
+                     "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+def node_port(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+def write_release(api, release: str, revision: int, docs: list[dict], hooks: list[dict] = ()) -> None:
+    """A release Secret as helm 3/4 store it: base64(base64(gzip(JSON))) under data.release."""
+    manifest = "".join(f"---\n# Source: {release}/templates/{d['kind'].lower()}.yaml\n{yaml.safe_dump(d)}" for d in docs)
+    hooks = [{"name": h["metadata"]["name"], "kind": h["kind"], "manifest": yaml.safe_dump(h), "events": ["pre-upgrade"]}
+             for h in hooks]
+    body = {"name": release, "namespace": NS, "version": revision, "manifest": manifest, "hooks": hooks,
+            "info": {"status": "pending-upgrade" if revision > 1 else "pending-install"}}
+    encoded = base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()
+    client.CoreV1Api(api).create_namespaced_secret(NS, {
+        "metadata": {"name": f"sh.helm.release.v1.{release}.v{revision}",
+                     "labels": {"owner": "helm", "name": release, "version": str(revision), "status": body["info"]["status"]}},
+        "type": "helm.sh/release.v1", "data": {"release": base64.b64encode(encoded.encode()).decode()}})
+
+
+def apply(api, docs: list[dict]) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    for doc in docs:
+        create = {"Deployment": apps.create_namespaced_deployment, "Service": core.create_namespaced_service,
+                  "PersistentVolumeClaim": core.create_namespaced_persistent_volume_claim}[doc["kind"]]
+        create(NS, doc)
+
+
+def claim_event(api, reason: str, message: str, count: int = 1) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    made = client.CoreV1Api(api).create_namespaced_event(NS, {
+        "metadata": {"generateName": f"{CLAIM}."}, "reason": reason, "message": message, "type": "Warning",
+        "count": count, "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": "persistentvolume-controller"},
+        "involvedObject": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": CLAIM, "namespace": NS}})
+    return made.metadata.name
+
+
+def until(watch: ReleaseWatch, predicate, seconds: float = 15.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = watch.check()
+        if predicate(result):
+            return result
+        assert time.monotonic() < deadline, f"never happened; last look: {watch.progress()}"
+        time.sleep(0.2)
+
+
+def test_until_helm_writes_the_new_revision_the_watch_says_so(cluster):
+    kube, api = cluster
+    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=3, grace_s=60)
+    assert watch.waited_for() is None  # no look yet
+    assert watch.progress() == "waiting for helm to write revision 4"
+    assert not watch.check().all_ready
+    write_release(api, "ingest-broker", 3, [node_port("ingest-broker-service")])  # the revision before this deploy
+    watch.check()
+    assert watch.progress() == watch.waited_for() == "waiting for helm to write revision 4"
+    assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
+
+    hook_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-migrate"},
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}}}
+    hook_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hook-script"}}
+    write_release(api, "ingest-broker", 4, [node_port("ingest-broker-service"), claim()], hooks=[hook_job, hook_map])
+    result = watch.check()
+    assert result.revision == 4 and [(s.label, s.summary) for s in result.states] == [
+        ("Service ingest-broker-service", "not created yet"), (f"PersistentVolumeClaim {CLAIM}", "not created yet"),
+        ("Job db-migrate", "hook not running")]  # hooks: only Jobs have a state to watch
+    assert watch.progress() == (f"waiting for Service ingest-broker-service: not created yet; "
+                                f"PersistentVolumeClaim {CLAIM}: not created yet")
+
+
+def test_a_claim_that_never_binds_is_named_while_the_deployment_is_live(cluster):
+    """The incident: helm --wait hung on a Pending claim while the Deployment said 1/1 available."""
+    kube, api = cluster
+    docs = [claim(), node_port("ingest-broker-service"), deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:b1", CLAIM)]
+    write_release(api, "ingest-broker", 1, docs)
+    apply(api, docs)
+    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=None, grace_s=60)
+    result = until(watch, lambda r: r.states[2].ready)
+
+    assert not result.all_ready and result.failure is None
+    assert result.states[1].ready and result.states[1].summary.startswith("NodePort 3")
+    assert watch.progress() == f"waiting for PersistentVolumeClaim {CLAIM}: Pending — no events yet"
+    assert watch.images_live("quay.io/ebi-ait/ingest-broker:b1") == [] and watch.images_live("b1") == []
+    wrong = watch.images_live("b2")
+    assert len(wrong) == 1 and wrong[0].startswith("ingest-broker-") and wrong[0].endswith(" runs quay.io/ebi-ait/ingest-broker:b1")
+
+    claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found', count=3)
+    watch.check()
+    assert watch.progress() == (f'waiting for PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" '
+                                f'not found (ProvisioningFailed, 3×)')
+    assert watch.waited_for() == (f'PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found '
+                                  f'(ProvisioningFailed, 3×)\n'
+                                  f'    Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found (3×)')
+
+
+def test_a_failing_state_fails_only_after_it_lasted_the_grace_period(cluster):
+    kube, api = cluster
+    write_release(api, "ingest-broker", 1, [claim()])
+    apply(api, [claim()])
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "ingest-broker", grace_s=30, clock=clock)
+    event = claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found')
+    assert watch.check().failure is None
+    clock.now += 29.9
+    assert watch.check().failure is None
+    client.CoreV1Api(api).delete_namespaced_event(event, NS)  # the reason went away: the grace period starts again
+    assert watch.check().failure is None
+    claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found')
+    clock.now += 1
+    assert watch.check().failure is None
+    clock.now += 29.9
+    assert watch.check().failure is None
+    clock.now += 0.1
+    failure = watch.check().failure
+    assert (failure.kind, failure.name, failure.reason) == ("PersistentVolumeClaim", CLAIM, "ProvisioningFailed")
+    assert failure.report() == (f'PersistentVolumeClaim {CLAIM}: ProvisioningFailed storageclass.storage.k8s.io '
+                                f'"retained-gp2" not found\n  recent events:\n'
+                                f'    Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found')
+
+
+def test_a_pod_that_cannot_pull_its_image_fails_after_grace_with_its_events(cluster):
+    kube, api = cluster
+    kube.add_failure("*:broken", "ImagePullBackOff")
+    docs = [deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:broken")]
+    write_release(api, "ingest-broker", 2, docs)
+    apply(api, docs)
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=1, grace_s=5, clock=clock)
+    result = until(watch, lambda r: any(p.failing for p in r.pods))
+    assert result.failure is None
+    pod = result.pods[0]
+    assert pod.summary == 'ImagePullBackOff (container app): Back-off pulling image "quay.io/ebi-ait/ingest-broker:broken"'
+    assert watch.progress() == f"waiting for Deployment ingest-broker: 0 of 1 updated replicas available (pod {pod.name}: {pod.summary})"
+
+    clock.now += 5
+    failure = watch.check().failure
+    assert (failure.kind, failure.name, failure.reason, failure.container) == ("Pod", pod.name, "ImagePullBackOff", "app")
+    assert any("Failed to pull image" in line for line in failure.events)
+    assert failure.report().startswith(f"pod {pod.name} container app: ImagePullBackOff Back-off pulling image")
+
+
+def test_a_crash_looping_pods_failure_carries_its_log_tail(cluster):
+    kube, api = cluster
+    kube.add_failure("*:crashy", "CrashLoopBackOff", log="starting broker\nKeyError: 'AWS_ACCESS_KEY_ID'\n")
+    docs = [deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:crashy")]
+    write_release(api, "ingest-broker", 1, docs)
+    apply(api, docs)
+    watch = ReleaseWatch(api, NS, "ingest-broker", grace_s=0)
+    failure = until(watch, lambda r: r.failure is not None).failure
+    assert failure.reason == "CrashLoopBackOff"
+    assert failure.logs == ["starting broker", "KeyError: 'AWS_ACCESS_KEY_ID'"]
+
+
+class Forbidding:
+    """The real ApiClient, except that PersistentVolumeClaims answer 403 (as RBAC without that verb does)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def param_serialize(self, *args, **kwargs):
+        return self.real.param_serialize(*args, **kwargs)
+
+    def call_api(self, method, url, *args, **kwargs):
+        if "/persistentvolumeclaims" not in url:
+            return self.real.call_api(method, url, *args, **kwargs)
+
+        class Answer:
+            status = 403
+
+            @staticmethod
+            def read() -> bytes:
+                return b'{"message": "forbidden for Bearer ' + TOKEN.encode() + b'"}'
+
+        return Answer()
+
+
+def test_a_resource_that_cannot_be_read_does_not_hide_the_others(cluster):
+    kube, api = cluster
+    docs = [claim(), node_port("ingest-broker-service")]
+    write_release(api, "ingest-broker", 1, docs)
+    apply(api, docs)
+    watch = ReleaseWatch(Forbidding(api), NS, "ingest-broker")
+    result = watch.check()
+    assert [(s.ready, s.summary[:9]) for s in result.states] == [(False, "cannot re"), (True, "NodePort ")]
+    assert result.states[0].summary == "cannot read (HTTP 403)"
+    assert TOKEN not in (watch.progress() + watch.waited_for())
+
+
+class Counting:
+    """The real ApiClient, counting the requests it is asked to send."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, 0
+
+    def param_serialize(self, *args, **kwargs):
+        return self.real.param_serialize(*args, **kwargs)
+
+    def call_api(self, *args, **kwargs):
+        self.calls += 1
+        return self.real.call_api(*args, **kwargs)
+
+
+def test_an_api_that_stops_answering_is_said_not_raised(cluster):
+    """The watch only speeds up a failure: when it cannot look, helm's own wait decides. And when
+    nothing answers, it asks once per look, not once per resource (each could take the connect timeout)."""
+    kube, api = cluster
+    docs = [claim(), node_port("ingest-broker-service"), deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:b1")]
+    write_release(api, "ingest-broker", 1, docs)
+    counting = Counting(api)
+    watch = ReleaseWatch(counting, NS, "ingest-broker")
+    watch.check()
+    api.configuration.retries = 0
+    kube.stop()
+    counting.calls = 0
+    result = watch.check()
+    assert counting.calls == 1
+    assert result.failure is None and not result.all_ready
+    assert [s.summary for s in result.states] == ["cannot read (no answer: NewConnectionError)"] * 3
+    assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
+
+
+@pytest.mark.parametrize("helm_binary", ["helm3", "helm4"])
+def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path, helm_binary):
+    kube, api = cluster
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: ingest-broker\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("image: quay.io/ebi-ait/ingest-broker:b1\n")
+    docs = [claim(), node_port("ingest-broker-service"), deployment("ingest-broker", "IMAGE", CLAIM),
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-keys"}, "stringData": {"KEY": "x"}}]
+    template = "---\n".join(yaml.safe_dump(d) for d in docs).replace("IMAGE", "{{ .Values.image }}")
+    (chart / "templates" / "all.yaml").write_text(template)
+
+    def helm(*args: str) -> None:
+        subprocess.run([str(HELMS[helm_binary]), *args, "-n", NS, "--kube-context", "ingest-eks-prod",
+                        "--kubeconfig", str(kube.kubeconfig)], check=True, capture_output=True, timeout=120)
+
+    helm("upgrade", "--install", "ingest-broker", str(chart))
+    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=None)
+    result = until(watch, lambda r: any(s.label == "Deployment ingest-broker" and s.ready for s in r.states))
+    assert result.revision == 1
+    # helm stores the manifest in its install order (Secret, PVC, Service, Deployment), whatever the template's order
+    assert [(s.label, s.ready, s.summary[:8]) for s in result.states] == [
+        ("Secret aws-keys", True, "created "), (f"PersistentVolumeClaim {CLAIM}", False, "Pending "),
+        ("Service ingest-broker-service", True, "NodePort"), ("Deployment ingest-broker", True, "rolled o")]
+    assert watch.progress() == f"waiting for PersistentVolumeClaim {CLAIM}: Pending — no events yet"
+
+    helm("upgrade", "ingest-broker", str(chart), "--set", "image=quay.io/ebi-ait/ingest-broker:b2")
+    after = ReleaseWatch(api, NS, "ingest-broker", after_revision=1)
+    until(after, lambda r: r.revision == 2 and all(s.ready for s in r.states if s.kind == "Deployment")
+          and after.images_live("b2") == [])
+    assert after.images_live("b1") != []
+
+
+def test_a_pod_the_scheduler_cannot_place_is_named_with_the_schedulers_words(cluster):
+    kube, api = cluster
+    kube.add_failure("*:huge", "ProgressDeadlineExceeded")  # the emulator's unschedulable pod
+    docs = [deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:huge")]
+    write_release(api, "ingest-broker", 1, docs)
+    apply(api, docs)
+    watch = ReleaseWatch(api, NS, "ingest-broker", grace_s=0)
+    failure = until(watch, lambda r: r.failure is not None).failure
+    assert (failure.kind, failure.reason) == ("Pod", "FailedScheduling")
+    assert failure.message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
+    assert failure.report().startswith(f"pod {failure.name}: FailedScheduling 0/1 nodes are available")
+    assert any(line.startswith("Warning FailedScheduling: 0/1 nodes") for line in failure.events)
