@@ -18,8 +18,8 @@ from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused, UsageError
 from manual_deploy.helm import Revision, find_helm, helm_error
-from manual_deploy.images import ImageRef, chart_value, reference, same_image, split_repo
-from manual_deploy.kube import Target, resolve_target, rollout_apis
+from manual_deploy.images import ImageRef, chart_value, reference, split_repo
+from manual_deploy.kube import Target, resolve_target
 from manual_deploy.redact import redact
 from manual_deploy.release.outcome import Phases
 from manual_deploy.release.runner import MAX_PARALLEL_APPS, Change, Guard, ReleaseTransaction
@@ -306,19 +306,17 @@ class Apply:
 
     def _live_drift(self, plan: AppPlan) -> str | None:
         """What someone changed behind helm's back (kubectl set image/scale), or None."""
-        from kubernetes.client.exceptions import ApiException
+        from manual_deploy.deployment_state import DeploymentState
+        from manual_deploy.readiness.api import Api, ReadError
+        from manual_deploy.readiness.reads import path
 
-        apps_api, _ = rollout_apis()
         try:
-            deployment = apps_api(self.release.kube_client()).read_namespaced_deployment(plan.app.release, self.target.namespace)
-        except ApiException as exc:
-            return "its Deployment is missing" if exc.status == 404 else None
-        images = [c.image for c in deployment.spec.template.spec.containers]
-        if not any(same_image(image, plan.image_value) for image in images):
-            return f"it runs {', '.join(images)}"
-        if plan.replicas is not None and deployment.spec.replicas != plan.replicas:
-            return f"{deployment.spec.replicas} replicas instead of {plan.replicas}"
-        return None
+            found = Api(self.release.kube_client()).get(path("Deployment", self.target.namespace, plan.app.release))
+        except ReadError:
+            return None  # the drift check only adds a re-apply; helm's own plan stands
+        if found is None:
+            return "its Deployment is missing"
+        return DeploymentState.from_dict(found).drift(plan.image_value, plan.replicas)
 
     def _plan_line(self, plan: AppPlan) -> str:
         new = f"image {plan.image_value}" + (f", replicas {plan.replicas}" if plan.replicas is not None else "")
@@ -387,7 +385,11 @@ class Apply:
 
         before = []
         if request.recover and plan.current and plan.current.status in PENDING:
-            before.append(("recover", lambda: self._recover(plan)))
+            async def recover() -> None:
+                await self._recover(plan)
+                change.old = plan.current  # the upgrade now follows the recovered revision
+
+            before.append(("recover", recover))
         if request.force_refresh:
             before.append(("force-refresh", lambda: asyncio.to_thread(self._delete_deployment, plan)))
         check = list(request.post_check) if request.post_check else self.env.post_check

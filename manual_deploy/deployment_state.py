@@ -34,6 +34,7 @@ class DeploymentState:
     ready: int
     available: int
     images: tuple[str, ...]  # of the pod template, i.e. what the rollout is rolling out
+    containers: tuple[str, ...]  # their names, in the same order
     revision: str | None
     selector: dict[str, str]
     deadline_exceeded: str | None  # the Progressing condition's message once ProgressDeadlineExceeded
@@ -51,10 +52,26 @@ class DeploymentState:
             replicas=status.get("replicas") or 0, updated=status.get("updatedReplicas") or 0,
             ready=status.get("readyReplicas") or 0, available=status.get("availableReplicas") or 0,
             images=tuple(c.get("image") or "" for c in template.get("containers") or []),
+            containers=tuple(c.get("name") or "" for c in template.get("containers") or []),
             revision=(meta.get("annotations") or {}).get(REVISION),
             selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
             deadline_exceeded=None if deadline is None else (deadline.get("message") or "").strip(),
         )
+
+    def app_image(self) -> str | None:
+        """The app's container image: the container named after the Deployment, else the first."""
+        named = dict(zip(self.containers, self.images))
+        return named.get(self.name) or (self.images[0] if self.images else None)
+
+    def drift(self, image_value: str, replicas: int | None) -> str | None:
+        """How the live spec differs from what helm deployed (kubectl set image/scale behind its back), or None."""
+        from manual_deploy.images import same_image
+
+        if not any(same_image(image, image_value) for image in self.images):
+            return f"it runs {', '.join(self.images)}"
+        if replicas is not None and self.desired != replicas:
+            return f"{self.desired} replicas instead of {replicas}"
+        return None
 
     def verdict(self) -> Verdict:
         if self.generation > self.observed_generation:

@@ -22,7 +22,6 @@ from manual_deploy.apply import ApplyRequest, run_apply
 from manual_deploy.errors import Refused, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import api_client, resolve_target
-from manual_deploy.verify import deployment_verdict
 
 
 
@@ -53,8 +52,11 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
         raise Refused(f"{app.name} in {env} is {state}: only a healthy release can be promoted", hint=f"check `manual-deploy status --env {env}`")
     from kubernetes import client
 
-    deployment = client.AppsV1Api(api_client(target)).read_namespaced_deployment(app.release, target.namespace)
-    verdict = deployment_verdict(deployment)
+    from manual_deploy.deployment_state import DeploymentState
+
+    kube = api_client(target)
+    deployment = client.AppsV1Api(kube).read_namespaced_deployment(app.release, target.namespace)
+    verdict = DeploymentState.from_dict(kube.sanitize_for_serialization(deployment)).verdict()
     if verdict.state != "done":
         raise Refused(f"{app.name} in {env} is not healthy: {verdict.message}", hint="promote only what runs well")
     image = str(values.get("image", ""))

@@ -17,6 +17,7 @@ from typing import Any
 from manual_deploy import deployconfig
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
+from manual_deploy.deployment_state import DeploymentState
 from manual_deploy.errors import ManualDeployError, OperationFailed
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
@@ -191,28 +192,15 @@ class StatusReport:
 # --- reading the cluster ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LiveDeployment:
-    image: str | None
-    ready: int
-    desired: int
-
-
-def _container_image(deployment, release: str) -> str | None:
-    """The app's container: the one named after the release, else the first."""
-    containers = deployment.spec.template.spec.containers or []
-    chosen = next((c for c in containers if c.name == release), containers[0] if containers else None)
-    return chosen.image if chosen else None
-
-
-def live_deployments(target: Target) -> dict[str, LiveDeployment]:
+def live_deployments(target: Target) -> dict[str, DeploymentState]:
     """Every Deployment of the env's namespace in one call — which also proves the cluster answers."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     where = f"{target.context}/{target.namespace}"
     try:
-        apps = client.AppsV1Api(api_client(target))
+        kube = api_client(target)
+        apps = client.AppsV1Api(kube)
         items = apps.list_namespaced_deployment(target.namespace, _request_timeout=KUBE_TIMEOUT_S).items
     except ApiException as exc:
         if exc.status in (401, 403):
@@ -227,14 +215,7 @@ def live_deployments(target: Target) -> dict[str, LiveDeployment]:
             redact(f"cluster {target.context} ({target.server}) is unreachable: {_first_line(exc)}"),
             hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
         ) from None
-    return {
-        d.metadata.name: LiveDeployment(
-            image=_container_image(d, d.metadata.name),
-            ready=(d.status.ready_replicas or 0) if d.status else 0,
-            desired=d.spec.replicas if d.spec.replicas is not None else 1,
-        )
-        for d in items
-    }
+    return {d.metadata.name: DeploymentState.from_dict(kube.sanitize_for_serialization(d)) for d in items}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -247,11 +228,11 @@ async def read_release(helm: HelmDriver, release: str, namespace: str) -> tuple[
     return await asyncio.wait_for(helm.current_and_values(release, namespace), HELM_READ_TIMEOUT_S)
 
 
-def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: LiveDeployment | None) -> AppStatus:
+def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: DeploymentState | None) -> AppStatus:
     """One row: the release as helm recorded it, next to the Deployment as it runs."""
     row = AppStatus(app=app.name, release=app.release)
     if live is not None:
-        row.live_image, row.ready_replicas, row.desired_replicas = live.image, live.ready, live.desired
+        row.live_image, row.ready_replicas, row.desired_replicas = live.app_image(), live.ready, live.desired
     if current is None:
         return row
     row.deployed, row.revision, row.status = True, current.number, current.status
@@ -393,7 +374,7 @@ class _Reader:
         rows = await asyncio.gather(*(self.read_app(helm, target, app, deployments.get(app.release)) for app in self.apps))
         env.apps = {row.app: row for row in rows}
 
-    async def read_app(self, helm: HelmDriver, target: Target, app: ResolvedApp, live: LiveDeployment | None) -> AppStatus:
+    async def read_app(self, helm: HelmDriver, target: Target, app: ResolvedApp, live: DeploymentState | None) -> AppStatus:
         """One release; a release that cannot be read is a row with an error, not a failed command."""
         async with self.gate:
             try:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from manual_deploy.readiness import daemonset, deployment, job, manifest, pod, pvc, reads, service, statefulset
 from manual_deploy.readiness.api import Api, ReadError
 from manual_deploy.readiness.state import Failure, ResourceState, name_of
-from manual_deploy.verify import same_image
+from manual_deploy.images import same_image
 
 WAITED_EVENTS = 3  # per resource, when helm gave up first: enough to say why, short enough to read
 WORKLOADS = {"StatefulSet": statefulset.assess, "DaemonSet": daemonset.assess, "Job": job.assess}
@@ -170,6 +170,15 @@ class ReleaseWatch:
         if not waiting:
             return f"all {len(self.last.states)} resources of {self.release_name} revision {self.release.revision} ready"
         return "waiting for " + "; ".join(waiting)
+
+    def unreadable(self) -> str | None:
+        """Why the last look could read nothing of the release (no answer, or helm's record unreadable); else None."""
+        if self._release_error:
+            return self._release_error
+        states = self.last.states if self.last else ()
+        if states and all(s.summary.startswith("cannot read") for s in states):
+            return states[0].summary
+        return None
 
     def waited_for(self) -> str | None:
         """What was not ready at the last look, with its last events: said when helm's timeout ends first."""

@@ -213,31 +213,33 @@ class ReleaseTransaction:
         return result
 
     async def _helm_under_watch(self, change: Change) -> Revision:
-        """Start helm, watch the release while it waits, stop and undo on a failure, then check the pods."""
-        from manual_deploy.verify import RolloutVerifier
+        """Start helm, watch every resource of the release while it waits, stop and undo on a failure,
+        then check that every new pod runs the expected image."""
+        from manual_deploy.readiness.watch import ReleaseWatch
 
         helm, ns, name = self.helm(), self.target.namespace, change.app.name
         operation = asyncio.create_task(change.start(helm))
         # helm first: while it renders and writes the release, the API server and helm have the CPU to
-        # themselves; then the watch is built in a thread (its API modules take ≈ 0.5 s of CPU to import).
+        # themselves; the watch's first look is due a second later anyway.
         await asyncio.wait({operation}, timeout=HELM_HEAD_START_S)
-        watch = await asyncio.to_thread(RolloutVerifier, self.kube_client(), ns, change.app.release, grace_s=self.guard.grace_s)
+        watch = await asyncio.to_thread(ReleaseWatch, self.kube_client(), ns, change.app.release,
+                                        after_revision=change.old.number if change.old else None, grace_s=self.guard.grace_s)
         failure = await watch_helm(operation, watch, self.out, name)
         if failure is not None:
             self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
             self.out.info(failure.report())
             back = await self.undo(change)
-            raise OperationFailed(f"{name}: {failure.reason} in pod {failure.pod} for {format_duration(self.guard.grace_s)}; {back}",
+            raise OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}; {back}",
                                   hint=change.retry_hint)
         try:
             revision = operation.result()
         except Exception as exc:
             back = await self._describe_release(change)
             seen = watch.waited_for()
-            waited = f"; while helm waited: {seen}" if seen else ""
-            error = helm_error(exc, f"{name}: helm {change.action} failed ({back}{waited})")
+            waited = f"; not ready when helm gave up:\n{_indent(seen)}" if seen else ""
+            error = helm_error(exc, f"{name}: helm {change.action} failed ({back}){waited}")
             error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
-                          f"fix the cause, or give it longer with --timeout, then try again")
+                          f"fix the cause named above, or give it longer with --timeout, then try again")
             raise error from None
         await self._final_check(change, watch)
         if not isinstance(revision, Revision):  # helm rollback reports nothing; upgrade reports the revision
@@ -247,22 +249,22 @@ class ReleaseTransaction:
         return revision
 
     async def _final_check(self, change: Change, watch) -> None:
-        """helm says ready; prove the rollout is done and every new pod runs the expected image."""
+        """helm says ready; prove every resource is ready and every new pod runs the expected image."""
         deadline = time.monotonic() + FINAL_CHECK_S
         while True:
-            verdict, _ = await asyncio.to_thread(watch.check)
-            if verdict.state == "done" or time.monotonic() > deadline:
+            look = await asyncio.to_thread(watch.check)
+            if look.all_ready or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         name = change.app.name
-        if verdict.state != "done":
-            raise OperationFailed(f"{name}: helm reported success but {verdict.message}",
-                                  hint=f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`")
+        status = f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`"
+        if not look.all_ready:
+            raise OperationFailed(f"{name}: helm reported success but it is still {watch.progress()}", hint=status)
         wrong = watch.images_live(change.expected_image)
         if wrong:
-            raise OperationFailed(f"{name}: pods not running {change.expected_image}: {'; '.join(wrong)}",
-                                  hint=f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`")
-        self.out.success(f"{name}: {verdict.message}, all on {change.expected_image}")
+            raise OperationFailed(f"{name}: pods not running {change.expected_image}: {'; '.join(wrong)}", hint=status)
+        rolled = "; ".join(f"deployment {s.name} {s.summary}" for s in look.states if s.kind == "Deployment")
+        self.out.success(f"{name}: {rolled or watch.progress()}, all on {change.expected_image}")
 
     async def undo(self, change: Change) -> str:
         """Make what ran before live again; the tail of the failure's message. Never raises: the failure
@@ -311,6 +313,10 @@ class ReleaseTransaction:
             "message": result.message, "timings": result.timings,
             "lock_broken_from": lock.broken.identity if lock.broken else None,
         })
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
 
 
 def confirm_env(env: str, needs_confirmation: bool, yes: bool, out, context: str, action: str = "deploy to") -> None:

@@ -15,8 +15,10 @@ CHECK_EVERY_S = 1.0
 PROGRESS_EVERY_S = 9.0  # a progress line at least every 10 s
 
 
-async def watch_helm(task: asyncio.Task, verifier, out, label: str):
-    """Poll `verifier.check()` while `task` (helm) runs; return the failure that stopped helm, or None."""
+async def watch_helm(task: asyncio.Task, watch, out, label: str):
+    """Poll `watch.check()` while `task` (helm) runs; return the failure that stopped helm, or None.
+
+    Every progress line names what helm is still waiting for and why (`watch.progress()`)."""
     started = last_line = time.monotonic()
     failure = None
     message = "waiting for helm"
@@ -27,12 +29,13 @@ async def watch_helm(task: asyncio.Task, verifier, out, label: str):
             if done:
                 break
             try:
-                verdict, failure = await asyncio.to_thread(verifier.check)
-                message, unreadable = verdict.message, False
+                failure = (await asyncio.to_thread(watch.check)).failure
+                message, problem = watch.progress(), watch.unreadable()
             except Exception as exc:  # noqa: BLE001 - the check only speeds up a failure; helm's --wait still decides
-                if not unreadable:
-                    out.warn(f"  {label}: cannot read the rollout ({why(exc)}); helm's own wait still applies")
-                message, unreadable = "waiting for helm (rollout unreadable)", True
+                message, problem = "waiting for helm (release unreadable)", f"cannot read the release ({why(exc)})"
+            if problem and not unreadable:
+                out.warn(f"  {label}: {problem}; helm's own wait still applies")
+            unreadable = bool(problem)
             if failure is not None:
                 break
             if time.monotonic() - last_line >= PROGRESS_EVERY_S:
