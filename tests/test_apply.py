@@ -292,8 +292,10 @@ def test_when_helms_timeout_ends_first_the_error_says_what_it_waited_for(cli, be
     result = apply(cli, bed, "--app", "ingest-core", "--tag", "pull1", "--yes", "--grace", "10m", "--timeout", "8s")
 
     assert result.code == 1, result.stderr
-    assert "helm upgrade failed" in result.stderr and "while helm waited:" in result.stderr, result.stderr
-    assert "ImagePullBackOff" in result.stderr and "pod ingest-core-" in result.stderr, result.stderr
+    assert "helm upgrade failed" in result.stderr and "context deadline exceeded" in result.stderr, result.stderr
+    waited = result.stderr.split("not ready when helm gave up:\n", 1)[1]
+    assert "Pod ingest-core-" in waited and "ImagePullBackOff (container ingest-core)" in waited, result.stderr
+    assert "Warning Failed: Failed to pull image" in waited, result.stderr  # the pod's last events
     assert "next: see what runs now: `manual-deploy status --env prod --app ingest-core`" in result.stderr
     assert history(bed, "ingest-core")[-1]["status"] == "deployed"  # helm's own rollback
 

@@ -235,9 +235,10 @@ class ReleaseTransaction:
             revision = operation.result()
         except Exception as exc:
             back = await self._describe_release(change)
+            error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
             seen = watch.waited_for()
-            waited = f"; not ready when helm gave up:\n{_indent(seen)}" if seen else ""
-            error = helm_error(exc, f"{name}: helm {change.action} failed ({back}){waited}")
+            if seen:
+                error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
             error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
                           f"fix the cause named above, or give it longer with --timeout, then try again")
             raise error from None
