@@ -329,7 +329,8 @@ def test_readiness_probe_failure(kube, core, apps, ns):
 
 
 def test_missing_secret_and_key_until_created(core, apps, ns):
-    env = [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "AWS_ACCESS_KEY_ID"}}},
+    env = [{"name": "AWS_ACCESS_KEY_ID",
+            "valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "AWS_ACCESS_KEY_ID"}}},
            {"name": "OPTIONAL", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "x", "optional": True}}}]
     apps.create_namespaced_deployment(ns, deployment("needy", env=env))
 

@@ -236,8 +236,9 @@ def _seed(api: KubeApi, namespaces: Iterable[str], storage_classes: Iterable[dic
         "capacity": dict(NODE_CAPACITY), "allocatable": dict(NODE_ALLOCATABLE),
         "nodeInfo": {"kubeletVersion": "v1.31.0-eks-a737599", "kubeProxyVersion": "v1.31.0-eks-a737599",
                      "containerRuntimeVersion": "containerd://1.7.20", "operatingSystem": "linux",
-                     "architecture": "amd64", "osImage": "Amazon Linux 2", "kernelVersion": "5.10.225-213.878.amzn2.x86_64",
-                     "machineID": "ec2a0c6a3f4e4f8d9b1c2d3e4f5a6b7c", "systemUUID": "ec2a0c6a-3f4e-4f8d-9b1c-2d3e4f5a6b7c",
+                     "architecture": "amd64", "osImage": "Amazon Linux 2",
+                     "kernelVersion": "5.10.225-213.878.amzn2.x86_64", "machineID": "ec2a0c6a3f4e4f8d9b1c2d3e4f5a6b7c",
+                     "systemUUID": "ec2a0c6a-3f4e-4f8d-9b1c-2d3e4f5a6b7c",
                      "bootID": "4f1c9a52-8d3e-4b6a-9c2f-7e5d1a3b8c90"},
     }
     api.cluster.replace(nodes, None, NODE_NAME, node, subresource="status")

@@ -120,7 +120,8 @@ class VolumeController:
                                         "namespace": meta["namespace"], "uid": meta["uid"],
                                         "resourceVersion": meta.get("resourceVersion")},
                            "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy", "Delete"),
-                           "storageClassName": sc["metadata"]["name"], "volumeMode": spec.get("volumeMode", "Filesystem"),
+                           "storageClassName": sc["metadata"]["name"],
+                           "volumeMode": spec.get("volumeMode", "Filesystem"),
                            "awsElasticBlockStore": {"volumeID": f"aws://{ZONE}/{volume_id(name)}", "fsType": "ext4"},
                            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [ZONE]}]}]}}}}
