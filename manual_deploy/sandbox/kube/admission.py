@@ -84,6 +84,26 @@ def prepare_create(res: ResourceType, obj: Any, namespace: str | None, allocator
     return obj
 
 
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+
+
+def admit_claim(claim: dict[str, Any], classes: Iterable[dict[str, Any]]) -> None:
+    """DefaultStorageClass and StorageObjectInUseProtection, the admission plugins every EKS runs.
+
+    A claim without storageClassName (absent, not "") gets the default class (the newest if several);
+    every claim gets the pvc-protection finalizer, so deleting it waits until no pod uses it.
+    """
+    spec = claim.setdefault("spec", {})
+    defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"]
+    if spec.get("storageClassName") is None and defaults:
+        newest = max(defaults, key=lambda c: (c["metadata"].get("creationTimestamp", ""), c["metadata"]["name"]))
+        spec["storageClassName"] = newest["metadata"]["name"]
+    finalizers = claim["metadata"].setdefault("finalizers", [])
+    if PVC_PROTECTION not in finalizers:
+        finalizers.append(PVC_PROTECTION)
+
+
 def prepare_update(res: ResourceType, old: dict[str, Any], new: Any, subresource: str | None,
                    allocator: Allocator) -> dict[str, Any]:
     """A replacement for `old`: server-owned fields kept, status/spec split by subresource, validated."""
@@ -126,6 +146,8 @@ def validate(res: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None)
         causes += _lease_causes(obj)
     if res.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
         causes += _workload_causes(obj, old)
+    if res.kind == "PersistentVolumeClaim" and old is not None:
+        causes += _claim_causes(obj, old)
     if causes:
         raise errors.invalid(res, obj["metadata"]["name"], causes)
 
@@ -169,6 +191,21 @@ def _workload_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tu
     if old is not None and (old.get("spec") or {}).get("selector") != selector:
         causes.append(("spec.selector", selector, "field is immutable"))
     return causes
+
+
+def _claim_causes(obj: dict[str, Any], old: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """A claim's spec is immutable but for its size; binding may fill an empty volumeName once."""
+    def frozen(spec: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+        spec = copy.deepcopy(spec)
+        spec.get("resources", {}).pop("requests", None)
+        if not other.get("volumeName"):
+            spec.pop("volumeName", None)
+        return spec
+    new_spec, old_spec = obj.get("spec") or {}, old.get("spec") or {}
+    if frozen(new_spec, old_spec) == frozen(old_spec, old_spec):
+        return []
+    return [("spec", "", "spec is immutable after creation except resources.requests and "
+                         "volumeAttributesClassName for bound claims")]
 
 
 def _no_defaults(*_: Any) -> None:
@@ -247,6 +284,23 @@ def _default_secret(secret: dict[str, Any], _: Allocator) -> None:
         secret.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
 
 
+def _default_claim(pvc: dict[str, Any], _: Allocator) -> None:
+    pvc.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+    pvc["status"] = pvc.get("status") or {"phase": "Pending"}
+
+
+def _default_volume(pv: dict[str, Any], _: Allocator) -> None:
+    spec = pv.setdefault("spec", {})
+    spec.setdefault("volumeMode", "Filesystem")
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    pv["status"] = pv.get("status") or {"phase": "Pending"}
+
+
+def _default_storage_class(sc: dict[str, Any], _: Allocator) -> None:
+    sc.setdefault("reclaimPolicy", "Delete")
+    sc.setdefault("volumeBindingMode", "Immediate")
+
+
 def _default_namespace(ns: dict[str, Any], _: Allocator) -> None:
     ns["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = ns["metadata"]["name"]
     ns.setdefault("spec", {})
@@ -263,6 +317,8 @@ DEFAULTERS: dict[tuple[str, str], Callable[[dict[str, Any], Allocator], None]] =
     ("", "Service"): _default_service, ("apps", "Deployment"): _default_deployment,
     ("apps", "ReplicaSet"): _default_replicaset, ("", "Pod"): _default_pod, ("", "Secret"): _default_secret,
     ("", "Namespace"): _default_namespace, ("", "Event"): _default_event,
+    ("", "PersistentVolumeClaim"): _default_claim, ("", "PersistentVolume"): _default_volume,
+    ("storage.k8s.io", "StorageClass"): _default_storage_class,
 }
 KEEPERS: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], None]] = {
     ("", "Service"): _keep_service_allocations}

@@ -25,6 +25,7 @@ from manual_deploy.sandbox.kube import errors, patching, protobuf, resources
 from manual_deploy.sandbox.kube.cluster import Cluster
 from manual_deploy.sandbox.kube.controller import Controller
 from manual_deploy.sandbox.kube.kubelet import PODS, Failures
+from manual_deploy.sandbox.kube.volumes import VolumeFailures
 from manual_deploy.sandbox.kube.resources import ResourceType
 from manual_deploy.sandbox.kube.selectors import SelectorError, field_selector, label_selector
 from manual_deploy.sandbox.kube.store import Change, Store
@@ -81,6 +82,7 @@ class KubeApi(kmock.KubernetesEmulator):
     pod_start_delay: float = 0.2
     progress_deadline: float = 2.0
     failures: Failures = attrs.field(factory=Failures)
+    volume_failures: VolumeFailures = attrs.field(factory=VolumeFailures)
     journal: list[dict[str, Any]] = attrs.field(factory=list)
     store: Store = attrs.field(init=False)
     cluster: Cluster = attrs.field(init=False)
@@ -92,7 +94,7 @@ class KubeApi(kmock.KubernetesEmulator):
         self.store = Store(self.objects)
         self.cluster = Cluster(self.store)
         self.controller = Controller(self.cluster, self.failures, pod_start_delay=self.pod_start_delay,
-                                     progress_deadline=self.progress_deadline)
+                                     progress_deadline=self.progress_deadline, volume_failures=self.volume_failures)
         for res in resources.served().values():
             self.resources[res.key] = kmock.ResourceInfo(
                 namespaced=res.namespaced, kind=res.kind, singular=res.singular, verbs=res.verbs,

@@ -19,6 +19,8 @@ from manual_deploy.sandbox.kube.store import Store
 
 NAMESPACES = by_path("v1/namespaces")
 SERVICES = by_path("v1/services")
+CLAIMS = by_path("v1/persistentvolumeclaims")
+STORAGE_CLASSES = by_path("storage.k8s.io/v1/storageclasses")
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
 
 
@@ -62,6 +64,8 @@ class Cluster:
                dry_run: bool = False) -> dict[str, Any]:
         """POST: a new object; 409 AlreadyExists if the name is taken, 404 if the namespace is missing."""
         new = admission.prepare_create(res, obj, namespace, self.allocator)
+        if res is CLAIMS:
+            admission.admit_claim(new, self.store.list(STORAGE_CLASSES, copy=False))
         meta = new["metadata"]
         if res.namespaced and self.store.get(NAMESPACES, None, meta["namespace"], copy=False) is None:
             raise errors.namespace_not_found(meta["namespace"])

@@ -22,9 +22,12 @@ from typing import Any
 
 from manual_deploy.sandbox.kube import admission
 from manual_deploy.sandbox.kube.cluster import Cluster
-from manual_deploy.sandbox.kube.events import NODE_NAME, EventRecorder
+from manual_deploy.sandbox.kube.events import EventRecorder
 from manual_deploy.sandbox.kube.kubelet import PODS, PROGRESS_DEADLINE_EXCEEDED, Failures, Kubelet
 from manual_deploy.sandbox.kube.resources import by_path
+from manual_deploy.sandbox.kube.scheduler import Scheduler
+from manual_deploy.sandbox.kube.storage import CLAIMS, VOLUMES, VolumeController
+from manual_deploy.sandbox.kube.volumes import VolumeFailures
 from manual_deploy.sandbox.kube.workloads import InstantWorkloads
 
 log = logging.getLogger(__name__)
@@ -41,12 +44,15 @@ class Controller:
     """Reconciles Deployments, ReplicaSets and pods; `sync()` is one settle-until-quiet round."""
 
     def __init__(self, cluster: Cluster, failures: Failures, *, pod_start_delay: float, progress_deadline: float,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, volume_failures: VolumeFailures | None = None) -> None:
         self.cluster = cluster
         self.clock = clock
         self.progress_deadline = progress_deadline
         self.events = EventRecorder(cluster)
-        self.kubelet = Kubelet(cluster, self.events, failures, start_delay=pod_start_delay, clock=clock)
+        self.volumes = VolumeController(cluster, self.events, clock=clock)
+        self.scheduler = Scheduler(cluster, self.events, failures, clock=clock)
+        self.kubelet = Kubelet(cluster, self.events, failures, start_delay=pod_start_delay, clock=clock,
+                               volume_failures=volume_failures)
         self.others = InstantWorkloads(cluster, failures, delay=pod_start_delay, clock=clock)
         self._rollouts: dict[tuple[str, str], float] = {}  # (deployment uid, RS name) -> when it started
 
@@ -71,12 +77,14 @@ class Controller:
                 break
             if store.resource_version == before:
                 break
-        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS) for o in store.list(r, copy=False)}
+        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS, CLAIMS, VOLUMES)
+                for o in store.list(r, copy=False)}
         self.events.forget(live)
         self._rollouts = {k: v for k, v in self._rollouts.items() if k[0] in live}
 
     def _pass(self) -> None:
-        """Deployments -> ReplicaSets -> pods -> ReplicaSet status -> Deployment status (-> other workloads).
+        """Deployments -> ReplicaSets -> pods (claims bound, pods scheduled, kubelet) -> ReplicaSet status ->
+        Deployment status (-> other workloads).
 
         Reads are uncopied snapshots of the store (cheap); anything changed is copied first.
         """
@@ -87,6 +95,8 @@ class Controller:
         owned_pods = _by_owner(store.list(PODS, copy=False))
         for rs in store.list(REPLICASETS, copy=False):
             self._sync_replicaset(rs, owned_pods.get(rs["metadata"]["uid"], []))
+        self.volumes.sync()
+        self.scheduler.sync(store.list(PODS, copy=False))
         self.kubelet.sync(store.list(PODS, copy=False))
         owned_pods = _by_owner(store.list(PODS, copy=False))
         for rs in store.list(REPLICASETS, copy=False):
@@ -230,7 +240,7 @@ class Controller:
     def _deadline(self, dep: dict[str, Any], new_pods: list[dict[str, Any]]) -> float:
         """spec.progressDeadlineSeconds; the emulator's short deadline when pods are injected unschedulable."""
         deadline = float((dep.get("spec") or {}).get("progressDeadlineSeconds", 600))
-        if any(self.kubelet.failing_mode(p) == PROGRESS_DEADLINE_EXCEEDED for p in new_pods):
+        if any(self.scheduler.injected_unschedulable(p) for p in new_pods):
             deadline = min(deadline, self.progress_deadline)
         return deadline
 
@@ -252,8 +262,6 @@ class Controller:
         template = (rs.get("spec") or {}).get("template") or {}
         template_meta = template.get("metadata") or {}
         spec = copy.deepcopy(template.get("spec") or {})
-        if self.kubelet.admit(spec):
-            spec["nodeName"] = NODE_NAME
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"{meta['name']}-{admission.random_suffix()}", "generateName": f"{meta['name']}-",
                             "namespace": meta["namespace"], "labels": dict(template_meta.get("labels") or {}),

@@ -17,18 +17,22 @@ from typing import Any, TypeVar
 
 import aiohttp.web
 
-from manual_deploy.sandbox.kube import certs, resources
+from manual_deploy.sandbox.kube import certs, resources, storage
 from manual_deploy.sandbox.kube.api import KubeApi
 from manual_deploy.sandbox.kube.cluster import NAMESPACES
 from manual_deploy.sandbox.kube.events import NODE_NAME
 from manual_deploy.sandbox.kube.kubeconfig import INGEST_CONTEXTS
 from manual_deploy.sandbox.kube.kubelet import NODE_IP, Failure, Failures
+from manual_deploy.sandbox.kube.scheduler import NODES
+from manual_deploy.sandbox.kube.volumes import VolumeFailures
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 CALL_TIMEOUT = 10.0
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_CAPACITY = {"cpu": "8", "memory": "32408452Ki", "pods": "58", "ephemeral-storage": "83873772Ki"}
+NODE_ALLOCATABLE = {"cpu": "7910m", "memory": "31482756Ki", "pods": "58", "ephemeral-storage": "76224326324"}
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's request limit; aiohttp's default (1 MiB) is below big helm releases
 T = TypeVar("T")
 
@@ -40,11 +44,16 @@ class KubeEmulator:
     the apiserver refuses objects in a missing namespace. With a `token` the emulator serves HTTPS
     (`tls=None` means "iff token"): client-go sends bearer tokens over TLS only. `ca_pem` is then the
     CA to trust; write_kubeconfig embeds it by itself.
+
+    `storage_classes` are seeded like EKS's (default: its `gp2`, WaitForFirstConsumer, the default
+    class); entries are names or partial StorageClass dicts (see storage.storage_class), e.g.
+    `["gp2", {"name": "retained-gp2", "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}]`.
+    The node is an m5.2xlarge (allocatable 7910m cpu, ~30Gi memory); set_node_allocatable shrinks it.
     """
 
     def __init__(self, *, token: str | None = None, pod_start_delay: float = 0.2, progress_deadline: float = 2.0,
                  name: str = "sandbox", namespaces: Iterable[str] = tuple(INGEST_CONTEXTS.values()),
-                 tls: bool | None = None) -> None:
+                 tls: bool | None = None, storage_classes: Iterable[str | dict[str, Any]] = ("gp2",)) -> None:
         self.token = token
         self.tls = bool(token) if tls is None else tls
         self.ca_pem: bytes | None = None
@@ -55,6 +64,8 @@ class KubeEmulator:
         self.url = ""
         self.requests: list[dict[str, Any]] = []
         self._failures = Failures()
+        self._volume_failures = VolumeFailures()
+        self.storage_classes = [storage.storage_class(spec) for spec in storage_classes]
         self._api: KubeApi | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,6 +122,26 @@ class KubeEmulator:
 
     def clear_failures(self) -> None:
         self._failures.clear()
+        self._volume_failures.clear()
+
+    def add_volume_failure(self, claim_glob: str, mode: str) -> None:
+        """Make volumes of claims matching the glob fail to attach ("FailedAttachVolume" or "Multi-Attach")
+        for pods scheduled from now on: they stay ContainerCreating with the attach/mount Events."""
+        self._volume_failures.add(claim_glob, mode)
+
+    def set_node_allocatable(self, cpu: str | None = None, memory: str | None = None) -> None:
+        """Resize the node for the scheduler (e.g. memory="1Gi"); capacity grows along if needed."""
+        def resize(api: KubeApi) -> None:
+            node = api.cluster.get(NODES, None, NODE_NAME)
+            status = node.setdefault("status", {})
+            for key, value in (("cpu", cpu), ("memory", memory)):
+                if value is not None:
+                    status.setdefault("allocatable", {})[key] = str(value)
+                    status.setdefault("capacity", {})[key] = str(value)
+            api.cluster.replace(NODES, None, NODE_NAME, node, subresource="status")
+        if self._api is None:
+            raise RuntimeError("start the emulator before resizing its node")
+        self._call(resize)
 
     @property
     def failures(self) -> list[dict[str, str]]:
@@ -158,9 +189,10 @@ class KubeEmulator:
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         api = KubeApi(token=self.token, pod_start_delay=self.pod_start_delay,
-                      progress_deadline=self.progress_deadline, failures=self._failures, journal=self.requests)
+                      progress_deadline=self.progress_deadline, failures=self._failures, journal=self.requests,
+                      volume_failures=self._volume_failures)
         self._api = api
-        _seed(api, self.namespaces)
+        _seed(api, self.namespaces, self.storage_classes)
         ssl_context = None
         if self.tls:
             ssl_context, self.ca_pem = await asyncio.get_running_loop().run_in_executor(None, certs.server_context)
@@ -189,18 +221,26 @@ def _request_factory(loop: asyncio.AbstractEventLoop) -> Callable[..., aiohttp.w
     return make
 
 
-def _seed(api: KubeApi, namespaces: Iterable[str]) -> None:
-    """What every cluster has before anyone deploys: system namespaces and a Ready node."""
+def _seed(api: KubeApi, namespaces: Iterable[str], storage_classes: Iterable[dict[str, Any]]) -> None:
+    """What every cluster has before anyone deploys: system namespaces, a Ready node, StorageClasses."""
     for namespace in dict.fromkeys((*SYSTEM_NAMESPACES, *namespaces)):
         api.cluster.create(NAMESPACES, {"metadata": {"name": namespace}})
     nodes = resources.by_path("v1/nodes")
     node = api.cluster.create(nodes, {"metadata": {"name": NODE_NAME, "labels": {
-        "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}}})
+        "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+        "topology.kubernetes.io/zone": storage.ZONE, "node.kubernetes.io/instance-type": "m5.2xlarge"}}})
     node["status"] = {
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                         "message": "kubelet is posting ready status"}],
         "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}],
-        "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "containerd://1.7.20",
-                     "operatingSystem": "linux", "architecture": "amd64"},
+        "capacity": dict(NODE_CAPACITY), "allocatable": dict(NODE_ALLOCATABLE),
+        "nodeInfo": {"kubeletVersion": "v1.31.0-eks-a737599", "kubeProxyVersion": "v1.31.0-eks-a737599",
+                     "containerRuntimeVersion": "containerd://1.7.20", "operatingSystem": "linux",
+                     "architecture": "amd64", "osImage": "Amazon Linux 2",
+                     "kernelVersion": "5.10.225-213.878.amzn2.x86_64", "machineID": "ec2a0c6a3f4e4f8d9b1c2d3e4f5a6b7c",
+                     "systemUUID": "ec2a0c6a-3f4e-4f8d-9b1c-2d3e4f5a6b7c",
+                     "bootID": "4f1c9a52-8d3e-4b6a-9c2f-7e5d1a3b8c90"},
     }
     api.cluster.replace(nodes, None, NODE_NAME, node, subresource="status")
+    for storage_class in storage_classes:
+        api.cluster.create(storage.STORAGE_CLASSES, storage_class)

@@ -24,11 +24,29 @@ class EventRecorder:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._names: dict[tuple[str, str, str], str] = {}
+        self._periods: dict[tuple[str, str, str], int] = {}
+
+    def every(self, obj: dict[str, Any], reason: str, message: str, period: int, **kwargs: Any) -> None:
+        """A retried failure: one count per new `period` number (e.g. elapsed // retry interval).
+
+        Real controllers and the kubelet retry on a timer and re-emit the same Event each time, so the
+        count rises and lastTimestamp moves while nothing is fixed; callers pass the retry number.
+        """
+        key = (obj["metadata"].get("uid", ""), reason, message)
+        if period > self._periods.get(key, -1):
+            self._periods[key] = period
+            self.record(obj, reason, message, repeat=True, **kwargs)
 
     def record(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False,
-               component: str = "kubelet", repeat: bool = False) -> None:
-        """Emit once; with `repeat`, a later identical call bumps the count (kubelet's BackOff)."""
+               component: str = "kubelet", repeat: bool = False, field_path: str | None = None,
+               host: bool | None = None) -> None:
+        """Emit once; with `repeat`, a later identical call bumps the count (kubelet's BackOff).
+
+        `field_path` is what the kubelet sets for container events (`spec.containers{app}`); `host`
+        (default: only for the kubelet) adds source.host, as node-local components report it.
+        """
         meta = obj["metadata"]
+        on_host = component in ("kubelet",) if host is None else host
         key = (meta.get("uid", ""), reason, message)
         namespace = meta.get("namespace") or "default"
         existing_name = self._names.get(key)
@@ -45,11 +63,12 @@ class EventRecorder:
             "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
             "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
                                "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},
+                               "resourceVersion": meta.get("resourceVersion"),
+                               **({"fieldPath": field_path} if field_path else {})},
             "reason": reason, "message": message, "type": "Warning" if warning else "Normal", "count": 1,
             "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "source": {"component": component, **({"host": NODE_NAME} if component == "kubelet" else {})},
-            "reportingComponent": component, "reportingInstance": NODE_NAME if component == "kubelet" else "",
+            "source": {"component": component, **({"host": NODE_NAME} if on_host else {})},
+            "reportingComponent": component, "reportingInstance": NODE_NAME if on_host else "",
         }
         created = self.cluster.create(EVENTS, event, namespace)
         self._names[key] = created["metadata"]["name"]
@@ -57,3 +76,4 @@ class EventRecorder:
     def forget(self, live_uids: set[str]) -> None:
         """Drop bookkeeping for objects that are gone (their Events stay, as in a real cluster)."""
         self._names = {k: v for k, v in self._names.items() if k[0] in live_uids}
+        self._periods = {k: v for k, v in self._periods.items() if k[0] in live_uids}

@@ -2,8 +2,15 @@
 
 Healthy pods turn Running and Ready `pod_start_delay` seconds after creation. Pods whose container
 image matches an injected failure show exactly what the product's diagnostics must recognise in EKS:
-ImagePullBackOff, CrashLoopBackOff with a rising restartCount and a readable log, or a pod the
-scheduler cannot place (which leads to the Deployment's ProgressDeadlineExceeded).
+ImagePullBackOff, CrashLoopBackOff with a rising restartCount and a readable log, a readiness probe
+that keeps failing (only for containers that have one), or a pod the scheduler cannot place (which
+leads to the Deployment's ProgressDeadlineExceeded; placing is scheduler.py's job). Real failures
+need no injection: a missing Secret / ConfigMap (key) keeps a container in CreateContainerConfigError
+until it exists. Injected volume attach failures (volumes.py) keep the pod in ContainerCreating.
+
+Only pods with spec.nodeName are the kubelet's: their start delay counts from when it first sees them.
+Readiness probes: periodSeconds is honoured (at least 1 s), initialDelaySeconds as is -- charts
+with long delays show their first Unhealthy Event as late as in a real cluster.
 
 Status is derived from fixed facts (creation time, the failure chosen at creation), so recomputing
 it yields the same document and the ticker writes only when something really changed.
@@ -20,18 +27,23 @@ from typing import Any
 
 from manual_deploy.sandbox.kube import errors
 from manual_deploy.sandbox.kube.cluster import Cluster
-from manual_deploy.sandbox.kube.events import NODE_NAME, EventRecorder
+from manual_deploy.sandbox.kube.containers import config_error, probe_failures, probe_message
+from manual_deploy.sandbox.kube.events import EventRecorder
 from manual_deploy.sandbox.kube.resources import by_path
+from manual_deploy.sandbox.kube.scheduler import qos_class
+from manual_deploy.sandbox.kube.volumes import (ATTACH_RETRY, MOUNT_TIMEOUT, StuckVolume, VolumeFailures,
+                                                attach_message, mount_message)
 
 PODS = by_path("v1/pods")
 IMAGE_PULL_BACKOFF = "ImagePullBackOff"
 CRASH_LOOP_BACKOFF = "CrashLoopBackOff"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-FAILURE_MODES = (IMAGE_PULL_BACKOFF, CRASH_LOOP_BACKOFF, PROGRESS_DEADLINE_EXCEEDED)
+READINESS_PROBE_FAILED = "ReadinessProbeFailed"
+FAILURE_MODES = (IMAGE_PULL_BACKOFF, CRASH_LOOP_BACKOFF, PROGRESS_DEADLINE_EXCEEDED, READINESS_PROBE_FAILED)
 RESTART_PERIOD = 1.0  # seconds between CrashLoopBackOff restarts (real back-off grows; tests cannot wait)
+CONFIG_RETRY = 1.0  # seconds between the kubelet's attempts to create a container whose config fails
+CONFIG_ERROR = "CreateContainerConfigError"
 NODE_IP = "172.18.0.2"
-UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-                 "1 No preemption victims found for incoming pod.")
 
 
 @dataclass(frozen=True)
@@ -77,12 +89,11 @@ class PodRuntime:
     created: float  # monotonic
     created_wall: dt.datetime
     failures: dict[str, Failure | None]  # container name -> failure (None: healthy)
+    stuck: tuple[StuckVolume, ...] = ()  # volumes whose attachment fails (injected)
     restarts_reported: int = 0
     announced: set[str] = field(default_factory=set)
-
-    @property
-    def unschedulable(self) -> bool:
-        return any(f is not None and f.mode == PROGRESS_DEADLINE_EXCEEDED for f in self.failures.values())
+    config_ok: dict[str, float] = field(default_factory=dict)  # container -> elapsed when it could be created
+    config_errors: dict[str, str] = field(default_factory=dict)  # container -> the latest config error
 
     def stamp(self, offset: float = 0.0) -> str:
         return (self.created_wall + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -92,16 +103,12 @@ class Kubelet:
     """Advances pod status over time and writes the Events a real node would."""
 
     def __init__(self, cluster: Cluster, events: EventRecorder, failures: Failures, *, start_delay: float,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, volume_failures: VolumeFailures | None = None) -> None:
         self.cluster, self.events, self.failures = cluster, events, failures
+        self.volume_failures = volume_failures if volume_failures is not None else VolumeFailures()
         self.start_delay = start_delay
         self.clock = clock
         self._pods: dict[str, PodRuntime] = {}
-
-    def admit(self, template_spec: dict[str, Any]) -> bool:
-        """Whether a pod with this spec can be scheduled (the controller leaves nodeName unset if not)."""
-        return not any((f := self.failures.match(c.get("image", ""))) and f.mode == PROGRESS_DEADLINE_EXCEEDED
-                       for c in template_spec.get("containers") or [])
 
     def runtime(self, pod: dict[str, Any]) -> PodRuntime:
         """The runtime record of a pod, created (and the failures chosen) the first time it is seen."""
@@ -109,13 +116,14 @@ class Kubelet:
         if uid not in self._pods:
             containers = (pod.get("spec") or {}).get("containers") or []
             self._pods[uid] = PodRuntime(self.clock(), dt.datetime.now(dt.timezone.utc),
-                                         {c["name"]: self.failures.match(c.get("image", "")) for c in containers})
+                                         {c["name"]: self.failures.match(c.get("image", "")) for c in containers},
+                                         self.volume_failures.stuck(pod, self.cluster.store))
         return self._pods[uid]
 
     def sync(self, pods: list[dict[str, Any]]) -> None:
-        """Bring every pod's status up to date; forget pods that are gone."""
+        """Bring every scheduled pod's status up to date; forget pods that are gone."""
         for pod in pods:
-            if not pod["metadata"].get("deletionTimestamp"):
+            if not pod["metadata"].get("deletionTimestamp") and (pod.get("spec") or {}).get("nodeName"):
                 self._sync_pod(pod)
         live = {p["metadata"]["uid"] for p in pods}
         self._pods = {uid: rt for uid, rt in self._pods.items() if uid in live}
@@ -138,14 +146,19 @@ class Kubelet:
             container = names[0]
         if container not in names:
             raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        if not (pod.get("spec") or {}).get("nodeName"):
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
+                                     "ContainerCreating")
         rt = self.runtime(pod)
         failure = rt.failures.get(container)
+        if container not in rt.config_ok and container in rt.config_errors:
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: {CONFIG_ERROR}')
         if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
             text = failure.log
         elif failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
             raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                      "trying and failing to pull image")
-        elif rt.unschedulable or self.clock() - rt.created < self.start_delay:
+        elif rt.stuck or self.clock() - rt.created < self.start_delay:
             raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                      "ContainerCreating")
         elif previous:
@@ -170,10 +183,7 @@ class Kubelet:
 
     def _status(self, pod: dict[str, Any], rt: PodRuntime, elapsed: float) -> dict[str, Any]:
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        if rt.unschedulable:
-            return {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
-                _condition("PodScheduled", False, rt.stamp(), "Unschedulable", UNSCHEDULABLE)]}
-        started = elapsed >= self.start_delay
+        started = elapsed >= self.start_delay and not rt.stuck
         statuses = [self._container_status(c, rt.failures.get(c["name"]), started, elapsed, rt, meta)
                     for c in spec.get("containers") or []]
         waiting = [s for s in statuses
@@ -192,7 +202,7 @@ class Kubelet:
             ],
             "hostIP": NODE_IP, "hostIPs": [{"ip": NODE_IP}],
             "podIP": _pod_ip(meta["uid"]), "podIPs": [{"ip": _pod_ip(meta["uid"])}],
-            "startTime": rt.stamp(), "qosClass": "BestEffort", "containerStatuses": statuses,
+            "startTime": rt.stamp(), "qosClass": qos_class(spec), "containerStatuses": statuses,
         }
         if spec.get("initContainers"):
             status["initContainerStatuses"] = [_completed_init(c, rt) for c in spec["initContainers"]]
@@ -208,10 +218,14 @@ class Kubelet:
         if failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
             return {**base, "state": {"waiting": {"reason": IMAGE_PULL_BACKOFF,
                                                   "message": f'Back-off pulling image "{image}"'}}}
+        begun = self._created_at(container, meta["namespace"], elapsed, rt)
+        if begun is None:
+            return {**base, "state": {"waiting": {"reason": CONFIG_ERROR,
+                                                  "message": rt.config_errors[container["name"]]}}}
         running = {**base, "imageID": _image_id(image), "containerID": _container_id(meta["uid"], container["name"])}
         if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
-            restarts = 1 + int((elapsed - self.start_delay) / RESTART_PERIOD)
-            last_start = self.start_delay + (restarts - 1) * RESTART_PERIOD
+            restarts = 1 + int((elapsed - begun) / RESTART_PERIOD)
+            last_start = begun + (restarts - 1) * RESTART_PERIOD
             return {**running, "restartCount": restarts,
                     "state": {"waiting": {"reason": CRASH_LOOP_BACKOFF, "message": (
                         f"back-off 10s restarting failed container={container['name']} "
@@ -219,23 +233,38 @@ class Kubelet:
                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": rt.stamp(last_start),
                                                  "finishedAt": rt.stamp(last_start + 0.5),
                                                  "containerID": running["containerID"]}}}
-        return {**running, "ready": True, "started": True,
-                "state": {"running": {"startedAt": rt.stamp(self.start_delay)}}}
+        return {**running, "ready": not _probe_fails(container, failure), "started": True,
+                "state": {"running": {"startedAt": rt.stamp(begun)}}}
+
+    def _created_at(self, container: dict[str, Any], namespace: str, elapsed: float, rt: PodRuntime) -> float | None:
+        """When (elapsed) the container could first be created; None while its env does not resolve."""
+        name = container["name"]
+        if name not in rt.config_ok:
+            error = config_error(container, namespace, self.cluster.store)
+            if error is not None:
+                rt.config_errors[name] = error
+                return None
+            rt.config_ok[name] = elapsed if name in rt.config_errors else self.start_delay
+        return rt.config_ok[name]
 
     # ------------------------------------------------------------------------------------------ events
 
     def _announce(self, pod: dict[str, Any], rt: PodRuntime, elapsed: float) -> None:
         """The Events of the pod's story so far, each once (BackOff counted per restart)."""
         meta = pod["metadata"]
-        if rt.unschedulable:
-            self._once(rt, "FailedScheduling", pod, UNSCHEDULABLE, warning=True, component="default-scheduler")
+        if rt.stuck:
+            for stuck in rt.stuck:
+                self.events.every(pod, "FailedAttachVolume", attach_message(stuck), int(elapsed / ATTACH_RETRY),
+                                  warning=True, component="attachdetach-controller")
+            if elapsed >= MOUNT_TIMEOUT:
+                self.events.every(pod, "FailedMount", mount_message(pod, rt.stuck), int(elapsed / MOUNT_TIMEOUT),
+                                  warning=True)
             return
-        self._once(rt, "Scheduled", pod, f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
-                   component="default-scheduler")
         if elapsed < self.start_delay:
             return
         for container in (pod.get("spec") or {}).get("containers") or []:
             name, image = container["name"], container.get("image", "")
+            path = f"spec.containers{{{name}}}"
             failure = rt.failures.get(name)
             if failure is not None and failure.mode == IMAGE_PULL_BACKOFF:
                 self._once(rt, f"Pulling/{name}", pod, f'Pulling image "{image}"')
@@ -248,20 +277,38 @@ class Kubelet:
                            reason="Failed")
                 continue
             self._once(rt, f"Pulled/{name}", pod, f'Container image "{image}" already present on machine')
+            begun = rt.config_ok.get(name)
+            if begun is None:
+                if name in rt.config_errors:
+                    self.events.every(pod, "Failed", f"Error: {rt.config_errors[name]}",
+                                      int((elapsed - self.start_delay) / CONFIG_RETRY), warning=True, field_path=path)
+                continue
             self._once(rt, f"Created/{name}", pod, f"Created container: {name}")
             self._once(rt, f"Started/{name}", pod, f"Started container {name}")
             if failure is not None and failure.mode == CRASH_LOOP_BACKOFF:
-                restarts = 1 + int((elapsed - self.start_delay) / RESTART_PERIOD)
+                restarts = 1 + int((elapsed - begun) / RESTART_PERIOD)
                 if restarts > rt.restarts_reported:
                     rt.restarts_reported = restarts
                     self.events.record(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
-                                       f"{meta['name']}_{meta['namespace']}({meta['uid']})", warning=True, repeat=True)
+                                       f"{meta['name']}_{meta['namespace']}({meta['uid']})", warning=True, repeat=True,
+                                       field_path=path)
+            elif _probe_fails(container, failure) and (count := probe_failures(
+                    container["readinessProbe"], elapsed - begun)):
+                message = probe_message("Readiness", container["readinessProbe"], _pod_ip(meta["uid"]), failure.log)
+                self.events.every(pod, "Unhealthy", message, count, warning=True, field_path=path)
 
     def _once(self, rt: PodRuntime, key: str, pod: dict[str, Any], message: str, *, warning: bool = False,
               component: str = "kubelet", reason: str | None = None) -> None:
         if key not in rt.announced:
             rt.announced.add(key)
-            self.events.record(pod, reason or key.split("/")[0], message, warning=warning, component=component)
+            container = key.partition("/")[2]
+            self.events.record(pod, reason or key.split("/")[0], message, warning=warning, component=component,
+                               field_path=f"spec.containers{{{container}}}" if container else None)
+
+
+def _probe_fails(container: dict[str, Any], failure: Failure | None) -> bool:
+    """An injected probe failure shows only on containers that have a readiness probe (as in reality)."""
+    return failure is not None and failure.mode == READINESS_PROBE_FAILED and bool(container.get("readinessProbe"))
 
 
 def _condition(kind: str, ok: bool, when: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:

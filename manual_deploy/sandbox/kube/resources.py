@@ -16,7 +16,8 @@ import kmock
 # What a sandbox deploy of an ingest app (and its diagnostics) touches, plus the usual chart extras.
 SERVED = (
     "v1/namespaces", "v1/nodes", "v1/pods", "v1/services", "v1/secrets", "v1/configmaps", "v1/events",
-    "v1/serviceaccounts", "v1/endpoints", "v1/persistentvolumeclaims",
+    "v1/serviceaccounts", "v1/endpoints", "v1/persistentvolumeclaims", "v1/persistentvolumes",
+    "storage.k8s.io/v1/storageclasses",
     "apps/v1/deployments", "apps/v1/replicasets", "apps/v1/statefulsets", "apps/v1/daemonsets",
     "apps/v1/controllerrevisions", "batch/v1/jobs", "batch/v1/cronjobs", "coordination.k8s.io/v1/leases",
     "networking.k8s.io/v1/ingresses", "networking.k8s.io/v1/networkpolicies", "policy/v1/poddisruptionbudgets",
