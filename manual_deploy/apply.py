@@ -345,7 +345,7 @@ class Apply:
                 f"{plan.app.name} is being deployed right now by {holder.describe()} "
                 f"(release {release} is {current.status}, revision {current.number})",
                 hint=f"wait for that deploy to finish (`manual-deploy status --env {self.request.env} --app {plan.app.name}`); "
-                f"if it died, re-run with --break-lock --recover",
+                f"if that run died, take its lock over with --break-lock",
                 details={"lock_holder": holder.identity},
             )
         if self.request.recover:

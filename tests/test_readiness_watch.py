@@ -55,9 +55,10 @@ def deployment(name: str, image: str, claim: str | None = None) -> dict:
                      "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
 
 
-def claim(name: str = CLAIM) -> dict:
+def claim(name: str = CLAIM, storage_class: str = "retained-gp2") -> dict:
+    """retained-gp2: the team's class, which a fresh cluster (the emulator's default: EKS's gp2 only) lacks."""
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "retained-gp2",
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
                      "resources": {"requests": {"storage": "1Gi"}}}}
 
 
@@ -88,12 +89,13 @@ def apply(api, docs: list[dict]) -> None:
         create(NS, doc)
 
 
-def claim_event(api, reason: str, message: str, count: int = 1) -> str:
+def object_event(api, kind: str, name: str, reason: str, message: str, count: int = 1) -> str:
+    """An Event as a controller writes it (here: what the emulator has no controller for)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     made = client.CoreV1Api(api).create_namespaced_event(NS, {
-        "metadata": {"generateName": f"{CLAIM}."}, "reason": reason, "message": message, "type": "Warning",
-        "count": count, "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": "persistentvolume-controller"},
-        "involvedObject": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": CLAIM, "namespace": NS}})
+        "metadata": {"generateName": f"{name}."}, "reason": reason, "message": message, "type": "Warning",
+        "count": count, "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": "service-controller"},
+        "involvedObject": {"apiVersion": "v1", "kind": kind, "name": name, "namespace": NS}})
     return made.metadata.name
 
 
@@ -130,54 +132,67 @@ def test_until_helm_writes_the_new_revision_the_watch_says_so(cluster):
                                 f"PersistentVolumeClaim {CLAIM}: not created yet")
 
 
-def test_a_claim_that_never_binds_is_named_while_the_deployment_is_live(cluster):
-    """The incident: helm --wait hung on a Pending claim while the Deployment said 1/1 available."""
+def test_a_claim_that_never_binds_is_named_and_is_the_failure_not_the_pod_waiting_for_it(cluster):
+    """The incident: helm --wait hung on a claim of a StorageClass the cluster does not have.
+
+    The emulator behaves as EKS does: the PV controller reports ProvisioningFailed on the claim, the
+    scheduler leaves the pod that mounts it Pending (FailedScheduling: unbound PersistentVolumeClaims).
+    The pod's state is seen first, yet once grace is out the failure named is the claim: the cause.
+    """
     kube, api = cluster
     docs = [claim(), node_port("ingest-broker-service"), deployment("ingest-broker", "quay.io/ebi-ait/ingest-broker:b1", CLAIM)]
     write_release(api, "ingest-broker", 1, docs)
     apply(api, docs)
-    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=None, grace_s=60)
-    result = until(watch, lambda r: r.states[2].ready)
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=None, grace_s=60, clock=clock)
+    result = until(watch, lambda r: r.pods and r.pods[0].failing == "FailedScheduling" and r.states[0].failing)
 
     assert not result.all_ready and result.failure is None
     assert result.states[1].ready and result.states[1].summary.startswith("NodePort 3")
-    assert watch.progress() == f"waiting for PersistentVolumeClaim {CLAIM}: Pending — no events yet"
-    assert watch.images_live("quay.io/ebi-ait/ingest-broker:b1") == [] and watch.images_live("b1") == []
+    progress = watch.progress()
+    assert progress.startswith(f'waiting for PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found '
+                               f'(ProvisioningFailed, '), progress
+    assert "Deployment ingest-broker: 0 of 1 updated replicas available" in progress
+    assert "FailedScheduling: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims" in progress
+    assert watch.images_live("b1") == []
     wrong = watch.images_live("b2")
     assert len(wrong) == 1 and wrong[0].startswith("ingest-broker-") and wrong[0].endswith(" runs quay.io/ebi-ait/ingest-broker:b1")
+    waited = watch.waited_for()
+    assert waited.startswith(f'PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found'), waited
+    assert 'Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found' in waited
 
-    claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found', count=3)
-    watch.check()
-    assert watch.progress() == (f'waiting for PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" '
-                                f'not found (ProvisioningFailed, 3×)')
-    assert watch.waited_for() == (f'PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found '
-                                  f'(ProvisioningFailed, 3×)\n'
-                                  f'    Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found (3×)')
+    clock.now += 60
+    failure = watch.check().failure
+    assert (failure.kind, failure.name, failure.reason) == ("PersistentVolumeClaim", CLAIM, "ProvisioningFailed")
 
 
 def test_a_failing_state_fails_only_after_it_lasted_the_grace_period(cluster):
+    """Driven by hand: a LoadBalancer Service whose cloud provider refuses (the emulator provisions none)."""
     kube, api = cluster
-    write_release(api, "ingest-broker", 1, [claim()])
-    apply(api, [claim()])
+    lb = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingest-ui-lb"},
+          "spec": {"type": "LoadBalancer", "selector": {"app": "ingest-ui"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    write_release(api, "ingest-ui", 1, [lb])
+    apply(api, [lb])
     clock = FakeClock()
-    watch = ReleaseWatch(api, NS, "ingest-broker", grace_s=30, clock=clock)
-    event = claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found')
+    watch = ReleaseWatch(api, NS, "ingest-ui", grace_s=30, clock=clock)
+    assert watch.check().states[0].summary == "no load balancer address yet"
+    refused = "Error syncing load balancer: failed to ensure load balancer: TooManyLoadBalancers"
+    event = object_event(api, "Service", "ingest-ui-lb", "SyncLoadBalancerFailed", refused)
     assert watch.check().failure is None
     clock.now += 29.9
     assert watch.check().failure is None
     client.CoreV1Api(api).delete_namespaced_event(event, NS)  # the reason went away: the grace period starts again
     assert watch.check().failure is None
-    claim_event(api, "ProvisioningFailed", 'storageclass.storage.k8s.io "retained-gp2" not found')
+    object_event(api, "Service", "ingest-ui-lb", "SyncLoadBalancerFailed", refused)
     clock.now += 1
     assert watch.check().failure is None
     clock.now += 29.9
     assert watch.check().failure is None
     clock.now += 0.1
     failure = watch.check().failure
-    assert (failure.kind, failure.name, failure.reason) == ("PersistentVolumeClaim", CLAIM, "ProvisioningFailed")
-    assert failure.report() == (f'PersistentVolumeClaim {CLAIM}: ProvisioningFailed storageclass.storage.k8s.io '
-                                f'"retained-gp2" not found\n  recent events:\n'
-                                f'    Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found')
+    assert (failure.kind, failure.name, failure.reason) == ("Service", "ingest-ui-lb", "SyncLoadBalancerFailed")
+    assert failure.report() == (f"Service ingest-ui-lb: SyncLoadBalancerFailed {refused}\n  recent events:\n"
+                                f"    Warning SyncLoadBalancerFailed: {refused}")
 
 
 def test_a_pod_that_cannot_pull_its_image_fails_after_grace_with_its_events(cluster):
@@ -288,7 +303,7 @@ def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path, helm
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: ingest-broker\nversion: 0.1.0\n")
     (chart / "values.yaml").write_text("image: quay.io/ebi-ait/ingest-broker:b1\n")
-    docs = [claim(), node_port("ingest-broker-service"), deployment("ingest-broker", "IMAGE", CLAIM),
+    docs = [claim(storage_class="gp2"), node_port("ingest-broker-service"), deployment("ingest-broker", "IMAGE", CLAIM),
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-keys"}, "stringData": {"KEY": "x"}}]
     template = "---\n".join(yaml.safe_dump(d) for d in docs).replace("IMAGE", "{{ .Values.image }}")
     (chart / "templates" / "all.yaml").write_text(template)
@@ -299,13 +314,13 @@ def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path, helm
 
     helm("upgrade", "--install", "ingest-broker", str(chart))
     watch = ReleaseWatch(api, NS, "ingest-broker", after_revision=None)
-    result = until(watch, lambda r: any(s.label == "Deployment ingest-broker" and s.ready for s in r.states))
+    result = until(watch, lambda r: r.all_ready)
     assert result.revision == 1
     # helm stores the manifest in its install order (Secret, PVC, Service, Deployment), whatever the template's order
     assert [(s.label, s.ready, s.summary[:8]) for s in result.states] == [
-        ("Secret aws-keys", True, "created "), (f"PersistentVolumeClaim {CLAIM}", False, "Pending "),
+        ("Secret aws-keys", True, "created "), (f"PersistentVolumeClaim {CLAIM}", True, "Bound to"),
         ("Service ingest-broker-service", True, "NodePort"), ("Deployment ingest-broker", True, "rolled o")]
-    assert watch.progress() == f"waiting for PersistentVolumeClaim {CLAIM}: Pending — no events yet"
+    assert watch.progress() == "all 4 resources of ingest-broker revision 1 ready"
 
     helm("upgrade", "ingest-broker", str(chart), "--set", "image=quay.io/ebi-ait/ingest-broker:b2")
     after = ReleaseWatch(api, NS, "ingest-broker", after_revision=1)

@@ -18,6 +18,7 @@ from manual_deploy.readiness.state import Failure, ResourceState, name_of
 from manual_deploy.images import same_image
 
 WAITED_EVENTS = 3  # per resource, when helm gave up first: enough to say why, short enough to read
+ROOT_CAUSE_ORDER = {"Pod": 1, "Deployment": 2, "StatefulSet": 2, "DaemonSet": 2}  # every other kind: 0, the most basic
 WORKLOADS = {"StatefulSet": statefulset.assess, "DaemonSet": daemonset.assess, "Job": job.assess}
 
 
@@ -134,19 +135,20 @@ class ReleaseWatch:
     # --- failing for too long ----------------------------------------------------------------------------
 
     def _track(self, states: list[ResourceState]) -> Failure | None:
-        """A failing state counts once seen continuously for grace_s, per (kind, name, reason)."""
+        """Once some failing state has lasted grace_s (per kind, name and reason), the release fails.
+
+        The failure named is the most basic one failing now, not the first to run out its grace: a
+        claim that cannot be provisioned, before the pod that waits for it (FailedScheduling: unbound
+        PersistentVolumeClaims), before the Deployment that then misses its progress deadline.
+        """
         now = self.clock()
-        seen, failure = set(), None
-        for found in states:
-            if not found.failing:
-                continue
-            key = (found.kind, found.name, found.failing)
-            seen.add(key)
-            first = self._first_seen.setdefault(key, now)
-            if failure is None and now - first >= self.grace_s:
-                failure = self._diagnose(found)
-        self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen}
-        return failure
+        failing = [s for s in states if s.failing]
+        first_seen = {(s.kind, s.name, s.failing): self._first_seen.get((s.kind, s.name, s.failing), now) for s in failing}
+        self._first_seen = first_seen
+        if not any(now - first >= self.grace_s for first in first_seen.values()):
+            return None
+        root = min(failing, key=lambda s: (ROOT_CAUSE_ORDER.get(s.kind, 0), first_seen[(s.kind, s.name, s.failing)]))
+        return self._diagnose(root)
 
     def _diagnose(self, found: ResourceState) -> Failure:
         failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
