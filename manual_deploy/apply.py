@@ -397,6 +397,7 @@ class Apply:
             app=app, action="upgrade", start=upgrade, image_ref=plan.image_ref, expected_image=plan.image_value,
             old=plan.current, old_image=(plan.current_values or {}).get("image", "the previous image"), unchanged=plan.unchanged,
             retry_hint=f"fix the image, then `manual-deploy apply --env {request.env} --app {app.name} --tag <fixed tag>`",
+            rerun=f"manual-deploy apply --env {request.env} --app {app.name} --tag {plan.tag}",
             before=before,
             record={"digest": plan.digest, "replicas": plan.replicas, "config_sha": self.deploy.sha},
         )

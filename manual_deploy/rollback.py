@@ -123,5 +123,6 @@ async def _plan(release: ReleaseTransaction, app, request: RollbackRequest, out:
         old_image=now_image, undo_to=current.number,
         retry_hint=(f"pick another revision: `helm history {app.release} -n {ns}` then "
                     f"`manual-deploy rollback --env {request.env} --app {app.name} --revision N`"),
+        rerun=f"manual-deploy rollback --env {request.env} --app {app.name} --revision {chosen.number}",
         record={"to_revision": chosen.number},
     )

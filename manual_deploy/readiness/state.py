@@ -42,6 +42,7 @@ class Failure:
     events: list[str] = field(default_factory=list)
     container: str | None = None
     logs: list[str] = field(default_factory=list)
+    summary: str = ""  # the state in a few words: `Pending — storageclass "x" not found (ProvisioningFailed, 3×)`
 
     @property
     def subject(self) -> str:

@@ -152,7 +152,7 @@ class ReleaseWatch:
 
     def _diagnose(self, found: ResourceState) -> Failure:
         failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
-                          found.container)
+                          found.container, summary=found.summary)
         if found.kind == "Pod" and found.container:
             failure.logs = reads.log_tail(self.api, self.namespace, found.name, found.container)
         return failure

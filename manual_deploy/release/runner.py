@@ -60,7 +60,8 @@ class Change:
     old_image: str = "the previous image"
     unchanged: bool = False
     undo_to: int | None = None  # None: the newest good revision up to `old` (apply); else exactly this one
-    retry_hint: str = ""  # the next command after a failed rollout
+    retry_hint: str = ""  # the next step when the image is at fault
+    rerun: str = ""  # the same command again, once the cluster or the chart is fixed
     before: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     after: list[tuple[str, Callable[[Revision], Awaitable[None]]]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)  # extra audit fields (digest, replicas, config_sha, …)
@@ -215,6 +216,7 @@ class ReleaseTransaction:
     async def _helm_under_watch(self, change: Change) -> Revision:
         """Start helm, watch every resource of the release while it waits, stop and undo on a failure,
         then check that every new pod runs the expected image."""
+        from manual_deploy.readiness.advice import remedy
         from manual_deploy.readiness.watch import ReleaseWatch
 
         helm, ns, name = self.helm(), self.target.namespace, change.app.name
@@ -229,8 +231,10 @@ class ReleaseTransaction:
             self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
             self.out.info(failure.report())
             back = await self.undo(change)
-            raise OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}; {back}",
-                                  hint=change.retry_hint)
+            state = f" ({failure.summary})" if failure.summary else ""
+            fix = remedy(failure, ns)
+            raise OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}{state}; "
+                                  f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
         try:
             revision = operation.result()
         except Exception as exc:
