@@ -67,7 +67,7 @@ def test_prod_exporter_gets_ten_replicas_and_fastq_image(cli, bed):
 
 
 def test_same_image_again_is_no_change_and_dry_run_changes_nothing(cli, bed):
-    publish(bed, "ingest-core", "same1")
+    old = publish(bed, "ingest-core", "same1")
     assert apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes").code == 0
 
     again = apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes")
@@ -75,11 +75,18 @@ def test_same_image_again_is_no_change_and_dry_run_changes_nothing(cli, bed):
     assert "no change" in again.stderr
     assert len(history(bed, "ingest-core")) == 1
 
-    publish(bed, "ingest-core", "same2")
+    new = publish(bed, "ingest-core", "same2")
     before = len(writes(bed))
     dry = apply(cli, bed, "--app", "ingest-core", "--tag", "same2", "--dry-run")
     assert dry.code == 0, dry.stderr
-    assert "same2" in dry.stdout and dry.stdout.count("\n+") >= 1 and "-" in dry.stdout
+    # the unified diff of the rendered manifests a user reads: live revision → new, the image line swapped
+    lines = dry.stdout.splitlines()
+    repo = f"{bed.registry.host}/ebi-ait/ingest-core"
+    minus, plus = "--- ingest-core (live revision 1)", "+++ ingest-core (new)"
+    removed, added = f"-        image: {repo}:same1@{old}", f"+        image: {repo}:same2@{new}"
+    assert minus in lines and plus in lines and removed in lines and added in lines, dry.stdout
+    assert lines.index(minus) + 1 == lines.index(plus) < lines.index(removed) < lines.index(added), dry.stdout
+    assert lines[lines.index(plus) + 1].startswith("@@ -"), dry.stdout
     assert len(history(bed, "ingest-core")) == 1
     assert len(writes(bed)) == before
 
