@@ -78,6 +78,7 @@ def clean_env() -> dict[str, str]:
 
 
 NS = "prod-environment"
+RELEASE_NOT_FOUND = "Error: release: not found"  # helm 3.17 and helm 4.1 word it the same
 
 
 def publish(bed: Bed, app: str, tag: str) -> str:
@@ -92,14 +93,24 @@ def apply(cli, bed: Bed, *args, env: str = "prod"):
 
 
 def history(bed: Bed, release: str, namespace: str = NS, context: str = "ingest-eks-prod") -> list:
-    """helm history as JSON, read with the real helm binary."""
+    """helm history as JSON, read with the real helm binary; [] only when helm says the release does not exist.
+
+    Helm 3 and helm 4 both say `Error: release: not found`; any other failure (cluster unreachable,
+    refused credentials, a broken kubeconfig) raises with helm's stderr, so "nothing deployed" can
+    never be read from a cluster helm could not read.
+    """
     import subprocess
 
     proc = subprocess.run(
         [str(bed.helm), "history", release, "-n", namespace, "--kube-context", context, "--kubeconfig", str(bed.kubeconfig), "-o", "json"],
         capture_output=True, text=True, timeout=60,
     )
-    return json.loads(proc.stdout) if proc.returncode == 0 else []
+    if proc.returncode == 0:
+        return json.loads(proc.stdout)
+    lines = proc.stderr.strip().splitlines()
+    if lines and lines[-1].strip() == RELEASE_NOT_FOUND:
+        return []
+    raise RuntimeError(f"helm history {release} -n {namespace} --kube-context {context} failed (exit {proc.returncode}): {proc.stderr.strip()}")
 
 
 def writes(bed: Bed) -> list:

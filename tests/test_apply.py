@@ -67,7 +67,7 @@ def test_prod_exporter_gets_ten_replicas_and_fastq_image(cli, bed):
 
 
 def test_same_image_again_is_no_change_and_dry_run_changes_nothing(cli, bed):
-    publish(bed, "ingest-core", "same1")
+    old = publish(bed, "ingest-core", "same1")
     assert apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes").code == 0
 
     again = apply(cli, bed, "--app", "ingest-core", "--tag", "same1", "--yes")
@@ -75,11 +75,18 @@ def test_same_image_again_is_no_change_and_dry_run_changes_nothing(cli, bed):
     assert "no change" in again.stderr
     assert len(history(bed, "ingest-core")) == 1
 
-    publish(bed, "ingest-core", "same2")
+    new = publish(bed, "ingest-core", "same2")
     before = len(writes(bed))
     dry = apply(cli, bed, "--app", "ingest-core", "--tag", "same2", "--dry-run")
     assert dry.code == 0, dry.stderr
-    assert "same2" in dry.stdout and dry.stdout.count("\n+") >= 1 and "-" in dry.stdout
+    # the unified diff of the rendered manifests a user reads: live revision → new, the image line swapped
+    lines = dry.stdout.splitlines()
+    repo = f"{bed.registry.host}/ebi-ait/ingest-core"
+    minus, plus = "--- ingest-core (live revision 1)", "+++ ingest-core (new)"
+    removed, added = f"-        image: {repo}:same1@{old}", f"+        image: {repo}:same2@{new}"
+    assert minus in lines and plus in lines and removed in lines and added in lines, dry.stdout
+    assert lines.index(minus) + 1 == lines.index(plus) < lines.index(removed) < lines.index(added), dry.stdout
+    assert lines[lines.index(plus) + 1].startswith("@@ -"), dry.stdout
     assert len(history(bed, "ingest-core")) == 1
     assert len(writes(bed)) == before
 
@@ -378,12 +385,63 @@ def test_several_apps_deploy_concurrently_with_one_summary(cli, bed):
     assert {r["app"] for r in audit.read()[-2:]} == {"ingest-core", "ingest-exporter"}
 
 
-def test_one_failing_app_of_two_fails_the_run_but_not_the_other(cli, bed):
+def test_one_app_of_two_without_an_image_refuses_the_whole_apply(cli, bed):
+    """A missing image is found in the image phase, before any lock or write: neither app is deployed."""
     publish(bed, "ingest-core", "mix1")
     result = apply(cli, bed, "--app", "ingest-core", "--app", "ingest-exporter", "--tag", "mix1", "--yes", "-o", "json")
     assert result.code == 3, result.stderr  # ingest-exporter:mix1 was never built
-    assert "ingest-exporter" in result.stderr
-    assert history(bed, "ingest-core") == []  # the image phase refuses before anything is deployed
+    assert "ingest-exporter" in result.stderr and "not in the registry" in result.stderr, result.stderr
+    assert history(bed, "ingest-core") == [] and history(bed, "ingest-exporter") == []
+    assert writes(bed) == []
+
+
+def test_two_of_three_apps_fail_each_with_its_own_reason_and_next_command(cli, bed):
+    """Three apps in one apply: ingest-core's new image cannot be pulled (it had a good revision: rolled
+    back), ingest-archiver's crashes (a first install: removed), ontology deploys. One error lists all three."""
+    publish(bed, "ingest-core", "three0")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "three0", "--yes").code == 0
+    for app in ("ingest-core", "ingest-archiver", "ontology"):
+        publish(bed, app, "three1")
+    bed.kube.add_failure("*/ingest-core:three1*", "ImagePullBackOff")
+    bed.kube.add_failure("*/ingest-archiver:three1*", "CrashLoopBackOff")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--app", "ingest-archiver", "--app", "ontology", "--tag", "three1",
+                   "--yes", "--grace", "2s", "--timeout", "90s")
+
+    assert result.code == 1, result.stderr
+    err = result.stderr
+    assert "2 of 3 apps failed in prod: ingest-core, ingest-archiver" in err, err
+    lines = err.splitlines()
+
+    def block(app: str) -> str:
+        """The app's `  ✗ app: reason` line and the lines that belong to it, up to the next app's line."""
+        first = next(i for i, line in enumerate(lines) if line.startswith(f"  ✗ {app}: "))
+        rest = next((i for i in range(first + 1, len(lines)) if lines[i].startswith(("  ✗ ", "  ✓ "))), len(lines))
+        return "\n".join(lines[first:rest])
+
+    core, archiver = block("ingest-core"), block("ingest-archiver")
+    assert "ImagePullBackOff in pod ingest-core-" in core and "CrashLoopBackOff" not in core, core
+    assert "CrashLoopBackOff in pod ingest-archiver-" in archiver and "ImagePullBackOff" not in archiver, archiver
+    assert "rolled back: revision 3 is live again with " in core and ":three0@" in core, core
+    assert "the first install was removed again; nothing of it is left" in archiver, archiver
+    for app, text in (("ingest-core", core), ("ingest-archiver", archiver)):
+        nexts = [line for line in text.splitlines() if line.startswith("      next: ")]
+        assert len(nexts) == 1 and f"`manual-deploy apply --env prod --app {app} " in nexts[0], text
+        other = "ingest-archiver" if app == "ingest-core" else "ingest-core"
+        assert other not in nexts[0], text
+    assert "  ✓ ontology: deployed (revision 1)" in lines, err
+
+    assert [r["status"] for r in history(bed, "ontology")] == ["deployed"]
+    core_history = history(bed, "ingest-core")
+    assert len(core_history) == 3 and core_history[-1]["status"] == "deployed", core_history  # rolled back to three0
+    assert core_history[1]["status"] == "failed"
+    apps_api, _, coordination = bed.apps_api()
+    assert ":three0@" in apps_api.read_namespaced_deployment("ingest-core", NS).spec.template.spec.containers[0].image
+    assert history(bed, "ingest-archiver") == []  # the failed first install was removed
+    assert "ingest-archiver" not in [d.metadata.name for d in apps_api.list_namespaced_deployment(NS).items]
+    assert coordination.list_namespaced_lease(NS).items == []
+    assert {(r["app"], r["result"]) for r in audit.read()[-3:]} == {
+        ("ingest-core", "failed"), ("ingest-archiver", "failed"), ("ontology", "deployed")}
 
 
 def test_force_refresh_deletes_first_with_a_downtime_warning(cli, bed):

@@ -127,3 +127,17 @@ def test_the_drivers_shortcuts_agree_with_what_pyhelm3_and_helm_say(name, cluste
         assert early("ingest-core") == (revision, current_values)
 
     asyncio.run(scenario())
+
+
+def test_the_history_helper_reads_only_release_not_found_as_nothing_deployed(bed, helm, tmp_path):
+    """tests/bed.py `history`: [] for a release helm says is not there; an unreadable cluster raises."""
+    import dataclasses
+
+    from bed import KUBE_TOKEN, history
+
+    assert history(bed, "ingest-core") == []
+    wrong_token = write_kubeconfig(tmp_path / "wrong-token", ingest_contexts(bed.kube.url), token=KUBE_TOKEN[::-1])
+    with pytest.raises(RuntimeError, match="provide credentials"):
+        history(dataclasses.replace(bed, kubeconfig=wrong_token), "ingest-core")
+    with pytest.raises(RuntimeError, match='context "ingest-eks-nope" does not exist'):
+        history(bed, "ingest-core", context="ingest-eks-nope")

@@ -72,8 +72,69 @@ def test_failed_build_stops_the_chain_with_the_build_url(cli, bed, app_repo, mon
         assert history(bed, "ingest-core") == []
 
 
-def test_restart_and_new_commit_start_over(cli, bed, app_repo, monkeypatch):
-    monkeypatch.chdir(app_repo.checkout)
-    result = cli("--config", bed.config, "deploy", "--env", "prod", "--yes", "--restart", "--no-build-timeout", "1s", "--image-timeout", "2s")
-    assert result.code == 4
-    assert "resuming" not in result.stderr
+def _pushed(app_repo, sha: str) -> dict[str, str]:
+    """The release tags on the remote for prod and this commit: {name: commit it points at}."""
+    return {name: commit for name, commit in tags(app_repo.remote).items() if name.startswith(f"prod-{sha[:8]}-")}
+
+
+def test_restart_starts_over_at_the_tag_step(cli, bed, app_repo, monkeypatch, tmp_path):
+    """Progress is recorded (tag done, wait-image failed): a plain re-run resumes at wait-image,
+    `--restart` runs every step again from the tag."""
+    with QuayStandIn(bed.registry.url) as quay:  # no build ever appears: wait-image exits 4 after the tag
+        config = write_bed_config(tmp_path / "c.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url,
+                                  helm=bed.helm, api_url=quay.api_url)
+        monkeypatch.chdir(app_repo.checkout)
+        head = app_repo.git("rev-parse", "HEAD")
+        args = ("--config", config, "deploy", "--env", "prod", "--yes", "--no-build-timeout", "1s", "--image-timeout", "20s")
+
+        first = cli(*args)
+        assert first.code == 4, first.stderr
+        assert "── step 1/3: tag" in first.stderr and "── step 2/3: wait-image" in first.stderr
+        pushed = _pushed(app_repo, head)
+        assert list(pushed.values()) == [head]
+        (tag,) = pushed
+
+        resumed = cli(*args)  # the progress was recorded: a plain re-run skips the tag
+        assert resumed.code == 4, resumed.stderr
+        assert f"resuming: tag already done for {head[:8]}; continuing at wait-image" in resumed.stderr
+        assert "── step 1/3: tag" not in resumed.stderr and "── step 2/3: wait-image" in resumed.stderr
+
+        restarted = cli(*args, "--restart")
+        assert restarted.code == 4, restarted.stderr
+        assert "resuming" not in restarted.stderr and "already done for" not in restarted.stderr  # nothing skipped
+        assert "── step 1/3: tag" in restarted.stderr
+        assert restarted.stderr.index("── step 1/3: tag") < restarted.stderr.index("── step 2/3: wait-image")
+        assert f"tag {tag} already on origin at {head[:8]}: reused" in restarted.stderr  # the tag step really ran
+        assert _pushed(app_repo, head) == {tag: head}  # same commit, so the same tag: re-run, not re-tagged
+        assert history(bed, "ingest-core") == []
+
+        after = cli(*args)  # --restart recorded its own progress again
+        assert after.code == 4, after.stderr
+        assert "continuing at wait-image" in after.stderr and "── step 1/3: tag" not in after.stderr
+
+
+def test_a_new_commit_starts_a_new_deploy_with_its_own_tag(cli, bed, app_repo, monkeypatch, tmp_path):
+    with QuayStandIn(bed.registry.url) as quay:
+        config = write_bed_config(tmp_path / "c.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url,
+                                  helm=bed.helm, api_url=quay.api_url)
+        monkeypatch.chdir(app_repo.checkout)
+        commit_a = app_repo.git("rev-parse", "HEAD")
+        args = ("--config", config, "deploy", "--env", "prod", "--yes", "--no-build-timeout", "1s", "--image-timeout", "20s")
+
+        first = cli(*args)
+        assert first.code == 4, first.stderr  # tag done and recorded for A, wait-image failed
+        (tag_a,) = _pushed(app_repo, commit_a)
+
+        commit_b = app_repo.commit("fix the endpoint")
+        app_repo.git("push", "-q", "origin", "master")  # on the source branch: the merged check passes
+        second = cli(*args)
+
+        assert second.code == 4, second.stderr
+        assert "starting a new deploy (the recorded one was for another commit or env)" in second.stderr
+        assert "resuming" not in second.stderr
+        assert "── step 1/3: tag" in second.stderr
+        pushed_b = _pushed(app_repo, commit_b)
+        assert list(pushed_b.values()) == [commit_b]
+        (tag_b,) = pushed_b
+        assert f"  tag {tag_b}" in second.stderr and tag_b != tag_a
+        assert _pushed(app_repo, commit_a) == {tag_a: commit_a}  # A's tag is left as it was
