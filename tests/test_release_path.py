@@ -21,13 +21,15 @@ CLAIM = "spreadsheet-storage-claim"
 GRACE = "3s"
 CHART = "apps/ingest-core/templates"
 PULL_ALWAYS = "        imagePullPolicy: Always\n"
+ENV = "        env:\n"
 
 
-def chart(deploy_repo, *, container: str = "", pod: str = "", extra: str = "") -> None:
-    """Commit ingest-core's chart with extra container lines, pod-spec lines and templates (none: as generated)."""
+def chart(deploy_repo, *, container: str = "", env: str = "", pod: str = "", extra: str = "") -> None:
+    """Commit ingest-core's chart with extra container lines, env entries, pod-spec lines and templates
+    (none: as generated)."""
     base = deploy_repo.files[f"{CHART}/deployment.yaml"]
-    assert PULL_ALWAYS in base
-    deployment = base.replace(PULL_ALWAYS, PULL_ALWAYS + container) + pod
+    assert PULL_ALWAYS in base and base.count(ENV) == 1
+    deployment = base.replace(PULL_ALWAYS, PULL_ALWAYS + container).replace(ENV, ENV + env) + pod
     deploy_repo.commit_file(f"{CHART}/deployment.yaml", deployment, "ingest-core: chart variant for this test")
     deploy_repo.commit_file(f"{CHART}/extra.yaml", extra or "# nothing extra\n", "ingest-core: extra templates")
 
@@ -42,7 +44,7 @@ MOUNT = "        volumeMounts:\n        - name: data\n          mountPath: /data
 VOLUME = f"      volumes:\n      - name: data\n        persistentVolumeClaim:\n          claimName: {CLAIM}\n"
 PROBE = ("        readinessProbe:\n          httpGet:\n            path: /health\n            port: 8080\n"
          "          initialDelaySeconds: 0\n          periodSeconds: 1\n")
-SECRET_ENV = ("        envFrom: []\n        env:\n        - name: AWS_ACCESS_KEY_ID\n          valueFrom:\n"
+SECRET_ENV = ("        - name: AWS_ACCESS_KEY_ID\n          valueFrom:\n"
               "            secretKeyRef:\n              name: aws-keys\n              key: AWS_ACCESS_KEY_ID\n")
 
 
@@ -151,7 +153,7 @@ def test_a_missing_secret_key_fails_with_the_kubelets_words(cli, bed, helm, depl
     client.CoreV1Api(api).create_namespaced_secret(NS, {"metadata": {"name": "aws-keys"}, "stringData": {"OTHER": "x"}})
     chart(deploy_repo)
     first_good_revision(cli, bed, "key-good")
-    chart(deploy_repo, container=SECRET_ENV)
+    chart(deploy_repo, env=SECRET_ENV)
 
     result, took = failed_fast(cli, bed, "key-bad")
 
@@ -202,7 +204,6 @@ def test_a_busy_release_names_who_is_deploying_and_does_not_suggest_recover(cli,
     publish(bed, "ingest-core", "busy2")
     before = len(bed.kube.requests)
 
-    result = cli("--config", bed.config, "apply", "--env", "staging", "--app", "ingest-core", "--tag", "busy2")  # no lease there
     for args in (("--env", "prod"), ("--env", "prod", "--yes")):
         result = cli("--config", bed.config, "apply", *args, "--app", "ingest-core", "--tag", "busy2")
         assert result.code == 3, result.stderr
@@ -210,5 +211,7 @@ def test_a_busy_release_names_who_is_deploying_and_does_not_suggest_recover(cli,
         assert "--recover" not in result.stderr, result.stderr
         assert "stuck" not in result.stderr, result.stderr
     assert [r["status"] for r in history(bed, "ingest-core")] == ["pending-upgrade"]
-    assert not [r for r in bed.kube.requests[before:] if r["method"] in ("POST", "PUT", "PATCH", "DELETE")
-                and "prod-environment" in r.get("path", "")]
+    lease = client.CoordinationV1Api(api).read_namespaced_lease("manual-deploy-ingest-core", NS)
+    assert lease.spec.holder_identity == "alice@laptop#41"
+    tried = [(r["method"], r["path"]) for r in bed.kube.requests[before:] if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+    assert tried == [("POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases")], tried  # --yes: its lock, refused

@@ -45,3 +45,37 @@ def test_nothing_to_roll_back(cli, bed):
     assert apply(cli, bed, "--app", "ingest-core", "--tag", "only1", "--yes").code == 0
     result = cli("--config", bed.config, "rollback", "--env", "prod", "--app", "ingest-core", "--yes")
     assert result.code == 3 and "no earlier successfully deployed revision" in result.stderr
+
+
+def test_a_rollback_whose_pods_do_not_run_the_old_image_fails_and_goes_back(cli, bed, monkeypatch):
+    """The final check of the one release path also guards a rollback: every new pod must run the image
+    of the revision rolled back to. The emulator has no mutating admission (an image policy that rewrites
+    images), so a wrapper around helm's rollback plays one: right after the real rollback, it changes the
+    Deployment's image as such a policy would."""
+    from manual_deploy.helm import HelmDriver
+
+    for tag in ("fc1", "fc2"):
+        publish(bed, "ingest-core", tag)
+        assert apply(cli, bed, "--app", "ingest-core", "--tag", tag, "--yes").code == 0
+    intruder = f"{bed.registry.host}/ebi-ait/ingest-core:intruder"
+    real_rollback = HelmDriver.rollback
+    calls = []
+
+    async def rollback_then_rewrite(self, release, namespace, number, *, timeout_s):
+        await real_rollback(self, release, namespace, number, timeout_s=timeout_s)
+        calls.append(number)
+        if len(calls) == 1:
+            apps_api, _, _ = bed.apps_api()
+            patch = {"spec": {"template": {"spec": {"containers": [{"name": "ingest-core", "image": intruder}]}}}}
+            apps_api.patch_namespaced_deployment("ingest-core", NS, patch)
+
+    monkeypatch.setattr(HelmDriver, "rollback", rollback_then_rewrite)
+
+    result = cli("--config", bed.config, "rollback", "--env", "prod", "--app", "ingest-core", "--yes")
+
+    assert result.code == 1, result.stderr
+    error = result.stderr.split("error: ", 1)[1]
+    assert "pods not running" in error and ":fc1@" in error and f"runs {intruder}" in error, result.stderr
+    assert "rolled back to revision 2" in error, result.stderr
+    assert calls == [1, 2]  # to revision 1, then back to what ran before
+    assert audit.read()[-1]["result"] == "failed" and audit.read()[-1]["command"] == "rollback"

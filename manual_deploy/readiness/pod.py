@@ -38,7 +38,8 @@ def assess(pod: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime |
     if scheduled is not None and scheduled.get("status") == "False":
         return _unschedulable(name, scheduled, events, now or dt.datetime.now(dt.timezone.utc))
     waiting = next((s["state"]["waiting"] for s in statuses if (s.get("state") or {}).get("waiting")), None)
-    volume = because(events, "FailedMount", "FailedAttachVolume")
+    # the attach error is the cause and FailedMount its echo: one stable key, or grace would restart at every echo
+    volume = because(events, "FailedAttachVolume") or because(events, "FailedMount")
     if volume is not None and (phase == "Pending" or (waiting or {}).get("reason") in ("ContainerCreating", "PodInitializing")):
         reason, message, count = volume
         return state("Pod", name, False, f"{(waiting or {}).get('reason') or phase} — {reason}: {message} ({count}×)",

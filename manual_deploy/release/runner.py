@@ -246,7 +246,12 @@ class ReleaseTransaction:
             error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
                           f"fix the cause named above, or give it longer with --timeout, then try again")
             raise error from None
-        await self._final_check(change, watch)
+        try:
+            await self._final_check(change, watch)
+        except OperationFailed as exc:
+            self.out.error(f"{name}: {exc.message}; rolling back")
+            exc.message += f"; {await self.undo(change)}"
+            raise
         if not isinstance(revision, Revision):  # helm rollback reports nothing; upgrade reports the revision
             revision = await helm.current(change.app.release, ns)
         if revision is None:
