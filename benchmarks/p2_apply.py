@@ -18,7 +18,8 @@ from common import (  # noqa: E402
     CONTEXT, HELM, KUBE_TOKEN, NS, PY, Figure, Result, deploy_bed, log, median, scratch, side_by_side, spread, timed_run,
 )
 
-TARGET = 1.3
+TARGET = 1.3  # P2b; P2a's target is its own import floor, measured in the same run, + FLOOR_MARGIN
+FLOOR_MARGIN = 0.10
 APP = "ingest-core"
 # What an apply cannot start helm without: the CLI (typer), config (pydantic), the registry client
 # (requests), helm (pyhelm3) and the deploy lock (the kubernetes client). (rich: only on a terminal.)
@@ -97,10 +98,11 @@ def run(runs: int = 5) -> Result:
         finally:
             kube2.stop()
 
-    result.figures.append(Figure("P2a", "apply overhead, image changed", median(a_ch) / median(r_ch), "x", TARGET,
-                                 "le", f"apply {spread(a_ch)}; raw {spread(r_ch)}"))
     floor = (median(r_fl) + median(imports)) / median(r_fl)
-    result.notes.append(f"P2a floor (no target): raw + the imports apply cannot start helm without = {floor:.2f}x raw "
+    result.figures.append(Figure("P2a", "apply overhead, image changed", median(a_ch) / median(r_ch), "x",
+                                 round(floor + FLOOR_MARGIN, 2), "le",
+                                 f"apply {spread(a_ch)}; raw {spread(r_ch)}; target = floor {floor:.2f}x + {FLOOR_MARGIN}"))
+    result.notes.append(f"P2a floor: raw + the imports apply cannot start helm without = {floor:.2f}x raw "
                         f"(imports {spread(imports)}: {STACK_IMPORTS!r}; raw {spread(r_fl)})")
     result.figures.append(Figure("P2b", "apply overhead, image unchanged", median(a_un) / median(r_un), "x", TARGET,
                                  "le", f"apply {spread(a_un)}; raw {spread(r_un)}"))

@@ -17,7 +17,8 @@ from manual_deploy.console import Output
 from manual_deploy.errors import ManualDeployError, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import resolve_target
-from manual_deploy.status import HELM_READ_TIMEOUT_S, parse_description, parse_time, render, short_image, who
+from manual_deploy.images import ImageRef
+from manual_deploy.status import HELM_READ_TIMEOUT_S, parse_description, parse_time, render, who
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def audit_table(records: list[dict], request: HistoryRequest):
             str(record.get("app", "-")),
             Text(result, style=_RESULT_STYLE.get(result, "")),
             _revisions(record),
-            short_image(record.get("image")),
+            ImageRef.parse(record.get("image")).short(),
             f"{record.get('user', '?')}@{record.get('host', '?')}",
             record.get("reason") or "-",
             "" if result == "deployed" else (record.get("message") or ""),  # a success's message only repeats the image
@@ -148,7 +149,7 @@ def helm_table(revisions: list[dict], request: HistoryRequest):
             str(entry["revision"]),
             _when(entry["updated"]),
             Text(status, style=style),
-            short_image(entry["image"]) if entry["image"] else "-",
+            ImageRef.parse(entry["image"]).short(),
             who(entry["deployed_by"]) if entry["deployed_by"] else "-",
             (entry["reason"] or "-") if entry["deployed_by"] else (entry["description"] or "-"),
             entry["config_sha"] or "-",

@@ -13,8 +13,10 @@ HELP = (
     "Deploy the image to an environment with helm, the way GitLab's deploy job does, and prove it is live.\n\n"
     "Phases: target (the env's kube context, checked) → image (exists, pinned by digest) → config (replicas and "
     "values from ingest-kube-deployment, never sourcing its bash) → plan → confirm (prod: type the env name, or "
-    "--yes) → lock (a Lease per app, all or none; with --yes taken during the plan) → upgrade (helm upgrade --install --wait, rolled back on failure) → verify "
-    "(rollout + pods; a pod in ImagePullBackOff/CrashLoopBackOff past --grace stops and rolls back) → record "
+    "--yes) → lock (a Lease per app, all or none; with --yes taken during the plan) → upgrade (helm upgrade --install "
+    "--wait, rolled back on failure) → verify (every resource of the release: a claim that cannot bind, a pod that "
+    "cannot be scheduled, pull, start or get ready, a missing Secret key, a volume that cannot attach … past --grace "
+    "stops helm and rolls back, naming the resource and why) → record "
     "(audit log). Image and app default to what `tag` and `wait-image` recorded in this checkout."
 )
 

@@ -10,8 +10,9 @@ from manual_deploy.commands import _options as O
 
 HELP = (
     "Roll an app back to the previous successfully deployed helm revision (or --revision N).\n\n"
-    "Shows what it goes back to (image, when, by whom), then the same target check, confirmation (prod), "
-    "lock, wait, fail-fast verification, audit record and team message as apply."
+    "Shows what it goes back to (image, when, by whom), then the same guarded sequence as apply: confirmation "
+    "(prod), lock, team message, helm rollback under the watch of every resource, the final check that every new "
+    "pod runs that revision's image (else back to what ran before), audit record."
 )
 
 
