@@ -358,18 +358,6 @@ class Apply:
             ),
         )
 
-    async def diff(self, plan: AppPlan) -> str:
-        helm, ns = self.release.helm(), self.target.namespace
-        chart = self.deploy.chart_dir(plan.app.chart)
-        new = await helm.template(plan.app.release, chart, plan.values, ns)
-        old = await helm.manifest(plan.app.release, ns) if plan.current else ""
-        lines = difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True),
-            fromfile=f"{plan.app.release} (live revision {plan.current.number if plan.current else '-'})",
-            tofile=f"{plan.app.release} (new)",
-        )
-        return "".join(lines)
-
     # what the runner gets ------------------------------------------------------------------------
 
     def change(self, plan: AppPlan) -> Change:
@@ -391,7 +379,8 @@ class Apply:
 
             before.append(("recover", recover))
         if request.force_refresh:
-            before.append(("force-refresh", lambda: asyncio.to_thread(self._delete_deployment, plan)))
+            before.append(("force-refresh", lambda: asyncio.to_thread(delete_deployment, self.release.kube_client(),
+                                                                      self.target.namespace, app.release, self.out)))
         check = list(request.post_check) if request.post_check else self.env.post_check
         change = Change(
             app=app, action="upgrade", start=upgrade, image_ref=plan.image_ref, expected_image=plan.image_value,
@@ -435,16 +424,29 @@ class Apply:
                 hint=f"if the new version is at fault: `{rollback}` (or re-run apply with --rollback-on-check-failure)",
             ) from None
 
-    def _delete_deployment(self, plan: AppPlan) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
+async def manifest_diff(helm, plan: AppPlan, deploy: deployconfig.DeployConfig, namespace: str) -> str:
+    """A unified diff of the live manifest vs `helm template` of the new values: what a dry run shows."""
+    new = await helm.template(plan.app.release, deploy.chart_dir(plan.app.chart), plan.values, namespace)
+    old = await helm.manifest(plan.app.release, namespace) if plan.current else ""
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True),
+        fromfile=f"{plan.app.release} (live revision {plan.current.number if plan.current else '-'})",
+        tofile=f"{plan.app.release} (new)",
+    )
+    return "".join(lines)
 
-        self.out.warn(f"--force-refresh: deleting deployment {plan.app.release} first, as the Makefile does — expect downtime")
-        try:
-            client.AppsV1Api(self.release.kube_client()).delete_namespaced_deployment(plan.app.release, self.target.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise OperationFailed(f"cannot delete deployment {plan.app.release}: HTTP {exc.status}") from None
+
+def delete_deployment(kube_client, namespace: str, release: str, out: Output) -> None:
+    """--force-refresh: what the team's Makefile does before an upgrade (downtime)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    out.warn(f"--force-refresh: deleting deployment {release} first, as the Makefile does — expect downtime")
+    try:
+        client.AppsV1Api(kube_client).delete_namespaced_deployment(release, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise OperationFailed(f"cannot delete deployment {release}: HTTP {exc.status}") from None
 
 
 def _merged(values: list[dict]) -> dict:
@@ -475,7 +477,7 @@ async def _run_async(run: Apply, plans: list[AppPlan]) -> dict[str, Any]:
     if request.dry_run:
         with run.phases("plan"):
             await run.plan(plans)
-        diffs = {plan.app.name: await run.diff(plan) for plan in plans}
+        diffs = {plan.app.name: await manifest_diff(run.release.helm(), plan, run.deploy, run.target.namespace) for plan in plans}
         return {"env": request.env, "dry_run": True, "results": [
             {"app": p.app.name, "result": "dry-run", "unchanged": p.unchanged, "plan": run._plan_line(p), "diff": diffs[p.app.name]}
             for p in plans

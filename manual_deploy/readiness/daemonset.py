@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, name_of, state
+from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(ds: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
@@ -20,7 +20,5 @@ def assess(ds: dict[str, Any], events: list[dict[str, Any]], pods: list[Resource
         summary = f"{ready} of {desired} updated pods ready"
     else:
         return state("DaemonSet", name, True, f"rolled out: {ready}/{desired} ready")
-    worst = next((p for p in pods if not p.ready and p.failing), next((p for p in pods if not p.ready), None))
-    if worst is not None:
-        summary += f" (pod {worst.name}: {worst.summary})"
+    summary = with_worst_pod(summary, pods)
     return state("DaemonSet", name, False, summary, events=events)

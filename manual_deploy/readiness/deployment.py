@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from manual_deploy.deployment_state import REVISION, DeploymentState
-from manual_deploy.readiness.state import ResourceState, name_of, state
+from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
@@ -18,11 +18,7 @@ def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[
     if verdict.state == "done":
         return state("Deployment", live.name, True, verdict.message)
     failing = "ProgressDeadlineExceeded" if verdict.state == "failed" else None
-    summary = verdict.message
-    unready = [p for p in pods if not p.ready]
-    worst = next((p for p in unready if p.failing), unready[0] if unready else None)
-    if worst is not None:
-        summary += f" (pod {worst.name}: {worst.summary})"
+    summary = with_worst_pod(verdict.message, pods)
     return state("Deployment", live.name, False, summary, failing=failing, events=events,
                  message=live.deadline_exceeded or "")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, name_of, state
+from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(job: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
@@ -19,7 +19,5 @@ def assess(job: dict[str, Any], events: list[dict[str, Any]], pods: list[Resourc
         return state("Job", name, False, f"failed — {reason}: {failed.get('message') or ''}".rstrip(": "),
                      failing=reason, events=events, message=failed.get("message") or "")
     summary = f"running: {status.get('active') or 0} active, {status.get('succeeded') or 0} succeeded, {status.get('failed') or 0} failed"
-    worst = next((p for p in pods if not p.ready and p.failing), None)
-    if worst is not None:
-        summary += f" (pod {worst.name}: {worst.summary})"
+    summary = with_worst_pod(summary, pods, failing_only=True)
     return state("Job", name, False, summary, events=events)

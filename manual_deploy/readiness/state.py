@@ -127,5 +127,12 @@ def state(obj_kind: str, name: str, ready: bool, summary: str, *, failing: str |
                          message)
 
 
+def with_worst_pod(summary: str, pods: Iterable[ResourceState], *, failing_only: bool = False) -> str:
+    """A workload's summary with the pod that best says why: a failing one, else (unless failing_only) any unready one."""
+    unready = [p for p in pods if not p.ready]
+    worst = next((p for p in unready if p.failing), None if failing_only or not unready else unready[0])
+    return f"{summary} (pod {worst.name}: {worst.summary})" if worst is not None else summary
+
+
 def name_of(obj: dict[str, Any]) -> str:
     return (obj.get("metadata") or {}).get("name") or "?"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, name_of, state
+from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(sts: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
@@ -24,9 +24,7 @@ def assess(sts: dict[str, Any], events: list[dict[str, Any]], pods: list[Resourc
         summary = f"rolling update to {status['updateRevision']} not finished (current {status.get('currentRevision') or '?'})"
     else:
         return state("StatefulSet", name, True, f"rolled out: {ready}/{desired} ready")
-    worst = next((p for p in pods if not p.ready and p.failing), next((p for p in pods if not p.ready), None))
-    if worst is not None:
-        summary += f" (pod {worst.name}: {worst.summary})"
+    summary = with_worst_pod(summary, pods)
     return state("StatefulSet", name, False, summary, events=events)
 
 

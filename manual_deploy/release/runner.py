@@ -24,6 +24,7 @@ from manual_deploy.durations import format_duration
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client
+from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
 from manual_deploy.release.speed import HELM_HEAD_START_S
 from manual_deploy.release.watch import watch_helm
@@ -72,7 +73,8 @@ class ReleaseTransaction:
 
     def __init__(self, config, guard: Guard, target: Target, out, phases: Phases):
         self.config, self.guard, self.target, self.out, self.phases = config, guard, target, out, phases
-        self.locks: dict[str, Any] = {}
+        self.locks = LockSet(self.kube_client, target.namespace, reason=guard.reason, duration_s=int(guard.timeout_s) + 300,
+                             break_lock=guard.break_lock, out=out)
         self._helm: HelmDriver | None = None
         self._kube = None
         self._kube_guard = threading.Lock()
@@ -101,7 +103,7 @@ class ReleaseTransaction:
         releases. Someone to ask: only after they said yes, so a prompt left open blocks nobody.
         """
         prompt = self.guard.confirm and not self.guard.yes
-        locking = None if prompt else asyncio.create_task(self.lock_all(apps))
+        locking = None if prompt else asyncio.create_task(self.locks.take(apps))
         try:
             try:
                 with self.phases("plan"):
@@ -113,50 +115,24 @@ class ReleaseTransaction:
             if prompt:
                 with self.phases("confirm"):
                     self.confirm(changes)
-                locking = asyncio.create_task(self.lock_all([c.app.name for c in changes if not c.unchanged]))
+                locking = asyncio.create_task(self.locks.take([c.app.name for c in changes if not c.unchanged]))
             with self.phases("lock"):
                 await locking
             if not prompt:
                 with self.phases("confirm"):
                     self.confirm(changes)  # nothing to ask: --yes, or an env without confirm
-            await self.release_locks([c.app.name for c in changes if c.unchanged])
+            await self.locks.release([c.app.name for c in changes if c.unchanged])
             return await self._change_all(changes)
         finally:
             if locking is not None:
                 await asyncio.gather(locking, return_exceptions=True)
-            await self.release_locks()
+            await self.locks.release()
 
     def confirm(self, changes: list[Change]) -> None:
         if all(c.unchanged for c in changes):
             return
         action = "roll back" if all(c.action == "rollback" for c in changes if not c.unchanged) else "deploy to"
         confirm_env(self.guard.env, self.guard.confirm, self.guard.yes, self.out, self.target.context, action=action)
-
-    async def lock_all(self, apps: list[str]) -> None:
-        """Every app's deploy lock, or none: a refusal for one app leaves all of them untouched."""
-        from manual_deploy.lock import DeployLock
-
-        def take(app: str):
-            lock = DeployLock(self.kube_client(), self.target.namespace, app, reason=self.guard.reason,
-                              duration_s=int(self.guard.timeout_s) + 300)
-            self.locks[app] = lock
-            lock.acquire(break_lock=self.guard.break_lock)
-            return lock
-
-        outcomes = await asyncio.gather(*(asyncio.to_thread(take, app) for app in apps), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            await self.release_locks()
-            refusals = [f for f in failures if isinstance(f, ManualDeployError)]
-            raise max(refusals, key=lambda e: e.exit_code == 3) if refusals else failures[0]
-        for lock in outcomes:
-            if lock.broken:
-                self.out.warn(f"took over the deploy lock {lock.name} from {lock.broken.identity}")
-
-    async def release_locks(self, apps: list[str] | None = None) -> None:
-        """Give back the locks of `apps` (default: all); safe to call twice."""
-        names = list(self.locks) if apps is None else [a for a in apps if a in self.locks]
-        await asyncio.gather(*(asyncio.to_thread(self.locks[name].release) for name in names))
 
     async def _change_all(self, changes: list[Change]) -> list[dict[str, Any]]:
         from manual_deploy.notify import Notifier
@@ -191,7 +167,7 @@ class ReleaseTransaction:
             result.result, result.new_revision, result.message = "unchanged", result.old_revision, "already live; nothing to do"
             return result
         phases = Phases(self.out, prefix=f"[{name}] ")
-        lock = self.locks[name]
+        lock = self.locks.get(name)
         try:
             for step_name, step in change.before:
                 with phases(step_name):
