@@ -141,7 +141,7 @@ def test_a_readiness_probe_that_never_passes_fails_with_the_probes_message(cli, 
     assert_rolled_back(bed, result, "probe-good")
     error = result.stderr.split("error: ", 1)[1]
     assert "Unhealthy in pod ingest-core-" in error, result.stderr
-    assert "readiness probe failing: Readiness probe failed: HTTP probe failed with statuscode: 503" in error
+    assert "(Readiness probe failed: HTTP probe failed with statuscode: 503" in error
     assert "next: the app runs but its probe keeps failing" in result.stderr
     assert took < 3 + 25, f"took {took:.0f}s: {result.stderr}"
 

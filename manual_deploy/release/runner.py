@@ -207,7 +207,9 @@ class ReleaseTransaction:
             self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
             self.out.info(failure.report())
             back = await self.undo(change)
-            state = f" ({failure.summary})" if failure.summary else ""
+            # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
+            words = failure.message if failure.kind == "Pod" and failure.message else failure.summary
+            state = f" ({words})" if words else ""
             fix = remedy(failure, ns)
             raise OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}{state}; "
                                   f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
