@@ -383,6 +383,11 @@ def test_several_apps_deploy_concurrently_with_one_summary(cli, bed):
     data = result.json()
     assert [(r["app"], r["result"]) for r in data["results"]] == [("ingest-core", "deployed"), ("ingest-exporter", "deployed")]
     assert {r["app"] for r in audit.read()[-2:]} == {"ingest-core", "ingest-exporter"}
+    # concurrently: both releases were created (helm's first write) before either was marked deployed
+    secrets = f"/api/v1/namespaces/{NS}/secrets"
+    writes_ = [(r["method"], r["path"]) for r in bed.kube.requests if r["path"].startswith(secrets)]
+    first_update = next(i for i, (method, path) in enumerate(writes_) if method == "PUT" and "sh.helm.release.v1." in path)
+    assert sum(1 for method, _ in writes_[:first_update] if method == "POST") >= 2, writes_
 
 
 def test_one_app_of_two_without_an_image_refuses_the_whole_apply(cli, bed):

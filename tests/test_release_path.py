@@ -215,3 +215,25 @@ def test_a_busy_release_names_who_is_deploying_and_does_not_suggest_recover(cli,
     assert lease.spec.holder_identity == "alice@laptop#41"
     tried = [(r["method"], r["path"]) for r in bed.kube.requests[before:] if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
     assert tried == [("POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases")], tried  # --yes: its lock, refused
+
+
+@pytest.mark.parametrize("helm", ["helm3"], indirect=True)
+def test_while_helm_waits_the_progress_line_names_the_claim_and_why(cli, bed, helm, deploy_repo):
+    """Grace longer than helm's timeout: the user sees what helm waits for every ≤ 10 s, and at the end
+    the claim, its state and its last events; not "deployment rolled out" while the claim is stuck."""
+    chart(deploy_repo)
+    first_good_revision(cli, bed, "wait-good")
+    chart(deploy_repo, container=MOUNT, pod=VOLUME, extra=claim("retained-gp2"))
+    publish(bed, "ingest-core", "wait-bad")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "wait-bad", "--yes", "--grace", "10m", "--timeout", "14s")
+
+    assert result.code == 1, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("  ingest-core: waiting for ")]
+    assert progress, result.stderr
+    assert progress[0].startswith(f'  ingest-core: waiting for PersistentVolumeClaim {CLAIM}: Pending — storageclass '
+                                  f'"retained-gp2" not found (ProvisioningFailed, '), progress
+    waited = result.stderr.split("not ready when helm gave up:\n", 1)[1]
+    assert waited.startswith(f'    PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found'), waited
+    assert 'Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found' in waited
+    assert "rolled out" not in result.stderr.split("✓ confirm", 1)[1]
