@@ -353,6 +353,32 @@ def test_missing_secret_and_key_until_created(core, apps, ns):
     assert "Started" in events(core, ns, pod.metadata.name)
 
 
+def test_a_secret_volume_waits_in_container_creating_until_its_secret_and_key_exist(core, apps, ns):
+    """ingest-broker mounts Secret api-keys (one item); without it the kubelet cannot set the volume up."""
+    dep = deployment("mounts")
+    dep["spec"]["template"]["spec"]["volumes"] = [{"name": "secret-volume", "secret": {
+        "secretName": "api-keys", "items": [{"key": "ingest-service-account-auth-info", "path": "svc.json"}]}},
+        {"name": "maybe", "secret": {"secretName": "nope", "optional": True}}]
+    apps.create_namespaced_deployment(ns, dep)
+
+    def mount_messages() -> set[str]:
+        pod = pod_of(core, ns, "mounts")
+        listed = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod.metadata.name}").items if pod else []
+        return {e.message for e in listed if e.reason == "FailedMount"}
+
+    missing = 'MountVolume.SetUp failed for volume "secret-volume" : secret "api-keys" not found'
+    wait_for(lambda: missing in mount_messages())
+    pod = pod_of(core, ns, "mounts")
+    assert pod.status.phase == "Pending" and pod.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    assert len(mount_messages()) == 1  # the optional one is fine
+    core.create_namespaced_secret(ns, {"metadata": {"name": "api-keys"}, "stringData": {"other": "x"}})
+    wait_for(lambda: 'MountVolume.SetUp failed for volume "secret-volume" : references non-existent secret key: '
+                     "ingest-service-account-auth-info" in mount_messages())
+    assert pod_of(core, ns, "mounts").status.phase == "Pending"
+    core.patch_namespaced_secret("api-keys", ns, {"stringData": {"ingest-service-account-auth-info": "{}"}})
+    wait_for(lambda: condition(core.read_namespaced_pod(pod.metadata.name, ns), "Ready").status == "True")
+
+
 # -------------------------------------------------------------------------------------------------- helm
 
 

@@ -237,3 +237,20 @@ def test_while_helm_waits_the_progress_line_names_the_claim_and_why(cli, bed, he
     assert waited.startswith(f'    PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found'), waited
     assert 'Warning ProvisioningFailed: storageclass.storage.k8s.io "retained-gp2" not found' in waited
     assert "rolled out" not in result.stderr.split("✓ confirm", 1)[1]
+
+
+def test_a_secret_volume_whose_secret_is_missing_fails_with_the_mount_error(cli, bed, helm, deploy_repo):
+    """The real ingest-broker chart mounts Secret api-keys; a namespace without it never starts the pod."""
+    chart(deploy_repo)
+    first_good_revision(cli, bed, "mnt-good")
+    chart(deploy_repo, container="        volumeMounts:\n        - name: secret-volume\n          mountPath: /etc/secrets\n",
+          pod="      volumes:\n      - name: secret-volume\n        secret:\n          secretName: api-keys\n")
+
+    result, took = failed_fast(cli, bed, "mnt-bad")
+
+    assert_rolled_back(bed, result, "mnt-good")
+    error = result.stderr.split("error: ", 1)[1]
+    assert "FailedMount in pod ingest-core-" in error, result.stderr
+    assert 'MountVolume.SetUp failed for volume "secret-volume" : secret "api-keys" not found' in error
+    assert f"next: a volume cannot be mounted: create the Secret or ConfigMap (or the key) it names in {NS}" in result.stderr
+    assert took < 3 + 25, f"took {took:.0f}s: {result.stderr}"

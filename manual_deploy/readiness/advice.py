@@ -26,7 +26,8 @@ _REMEDIES = {
                                   "(`kubectl -n {namespace} get secret`), or fix the reference in the chart",
     "FailedAttachVolume": "the volume cannot attach (Multi-Attach: the old pod still holds a ReadWriteOnce volume; "
                           "`kubectl -n {namespace} get pods -o wide` shows where); free it",
-    "FailedMount": "the volume cannot be mounted (see the events above); free or fix it",
+    "FailedMount": "a volume cannot be mounted: create the Secret or ConfigMap (or the key) it names in {namespace}, "
+                   "or free the disk it waits for (the events above say which)",
     "SyncLoadBalancerFailed": "the cloud refused the load balancer (quota, subnets: see the event); fix that",
     "ProgressDeadlineExceeded": "the Deployment stopped progressing: the pods' own states above say why",
     "BackoffLimitExceeded": "the chart's Job failed: read its logs (`kubectl -n {namespace} logs job/<name>`)",

@@ -39,6 +39,28 @@ def config_error(container: dict[str, Any], namespace: str, store: Store) -> str
     return None
 
 
+def mount_error(pod: dict[str, Any], store: Store) -> tuple[str, str] | None:
+    """(volume, the kubelet's MountVolume.SetUp message) for a Secret/ConfigMap volume that cannot be set
+    up, None when every such volume resolves. Checked on every sync: creating it later lets the pod start."""
+    namespace = pod["metadata"]["namespace"]
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for field, res, kind, name_key in (("secret", SECRETS, "secret", "secretName"),
+                                           ("configMap", CONFIGMAPS, "configmap", "name")):
+            source = volume.get(field)
+            if source is None or source.get("optional"):
+                continue
+            name = source.get(name_key, "")
+            found = store.get(res, namespace, name, copy=False)
+            if found is None:
+                return volume["name"], f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}" not found'
+            keys = (found.get("data") or {}) | (found.get("binaryData") or {})
+            missing = next((i.get("key") for i in source.get("items") or [] if i.get("key") not in keys), None)
+            if missing is not None:
+                return volume["name"], (f'MountVolume.SetUp failed for volume "{volume["name"]}" : references '
+                                        f"non-existent {kind} key: {missing}")
+    return None
+
+
 def probe_period(probe: dict[str, Any]) -> float:
     """periodSeconds as given (default 10 s), at least 1 s so the Event count stays bounded."""
     return max(float(probe.get("periodSeconds") or DEFAULT_PROBE_PERIOD), MIN_PROBE_PERIOD)

@@ -27,7 +27,7 @@ from typing import Any
 
 from manual_deploy.sandbox.kube import errors
 from manual_deploy.sandbox.kube.cluster import Cluster
-from manual_deploy.sandbox.kube.containers import config_error, probe_failures, probe_message
+from manual_deploy.sandbox.kube.containers import config_error, mount_error, probe_failures, probe_message
 from manual_deploy.sandbox.kube.events import EventRecorder
 from manual_deploy.sandbox.kube.resources import by_path
 from manual_deploy.sandbox.kube.scheduler import qos_class
@@ -94,6 +94,7 @@ class PodRuntime:
     announced: set[str] = field(default_factory=set)
     config_ok: dict[str, float] = field(default_factory=dict)  # container -> elapsed when it could be created
     config_errors: dict[str, str] = field(default_factory=dict)  # container -> the latest config error
+    unmounted: tuple[str, str] | None = None  # (volume, message) of a Secret/ConfigMap volume that cannot be set up
 
     def stamp(self, offset: float = 0.0) -> str:
         return (self.created_wall + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -183,7 +184,8 @@ class Kubelet:
 
     def _status(self, pod: dict[str, Any], rt: PodRuntime, elapsed: float) -> dict[str, Any]:
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        started = elapsed >= self.start_delay and not rt.stuck
+        rt.unmounted = mount_error(pod, self.cluster.store)
+        started = elapsed >= self.start_delay and not rt.stuck and rt.unmounted is None
         statuses = [self._container_status(c, rt.failures.get(c["name"]), started, elapsed, rt, meta)
                     for c in spec.get("containers") or []]
         waiting = [s for s in statuses
@@ -261,6 +263,10 @@ class Kubelet:
                                   warning=True)
             return
         if elapsed < self.start_delay:
+            return
+        if rt.unmounted is not None:  # the kubelet retries the mount; its FailedMount repeats until it works
+            self.events.every(pod, "FailedMount", rt.unmounted[1], int((elapsed - self.start_delay) / CONFIG_RETRY) + 1,
+                              warning=True)
             return
         for container in (pod.get("spec") or {}).get("containers") or []:
             name, image = container["name"], container.get("image", "")
