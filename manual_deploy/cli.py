@@ -73,6 +73,19 @@ def root(
     session.config_path = config
     session.out.format = output.value
     session.out.verbose = verbose
+    quiet_libraries(verbose)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """The kubernetes client logs an exec plugin's failure as `ERROR:root:…` before we say it better;
+    with -v every library's log lines are shown, else none."""
+    import logging
+
+    if verbose:
+        logging.disable(logging.NOTSET)
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    else:
+        logging.disable(logging.CRITICAL)
 
 
 app.command("tag", help=tag_cmd.HELP, epilog=EXIT_CODES_HELP)(tag_cmd.command)
@@ -136,6 +149,25 @@ def _report(session: Session, exc: errors.ManualDeployError) -> int:
     return exc.exit_code
 
 
+def api_refusal(exc: BaseException) -> errors.ManualDeployError | None:
+    """A 401/403 from the Kubernetes API that no command turned into its own error: say what the API said
+    (it names the verb and the resource), never the headers or the rest of the body."""
+    if type(exc).__name__ != "ApiException" or getattr(exc, "status", None) not in (401, 403):
+        return None
+    import json
+
+    try:
+        said = json.loads(exc.body or "{}").get("message") or exc.reason
+    except (ValueError, AttributeError):
+        said = exc.reason
+    if exc.status == 401:
+        return errors.Refused(f"the cluster refused the credentials (HTTP 401 {said})",
+                              hint="`manual-deploy doctor --env <env>` says why: an expired login, a wrong AWS_PROFILE, "
+                                   "or a role not mapped in the cluster's aws-auth")
+    return errors.Refused(f"not allowed: {said}", hint="ask a cluster admin for that permission; "
+                                                       "`manual-deploy doctor --env <env>` lists every one a deploy needs")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to a documented exit code."""
     session = Session()
@@ -156,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         session.out.error("interrupted; nothing further was done")
         return errors.INTERRUPTED
     except Exception as exc:  # a bug, not an expected failure: still no raw traceback unless asked
+        refused = api_refusal(exc)
+        if refused is not None:
+            return _report(session, refused)
         if session.out.verbose:
             import traceback
 

@@ -168,7 +168,7 @@ def _context_check(config: Config, env: str, explicit: str | None) -> tuple[Chec
     if not files:
         return Check(name, FAIL, f"no kubeconfig at {path}", kube._context_hint(env)), None
     try:
-        target = kube.resolve_target(config, env, kubeconfig=explicit)
+        target = kube.resolve_target(config, env, kubeconfig=explicit, credentials=False)
     except ManualDeployError as exc:
         return Check(name, FAIL, exc.message, exc.hint or kube._context_hint(env)), None
     return Check(name, OK, f"{target.context} → {target.server} (namespace {target.namespace})"), target
@@ -261,7 +261,7 @@ def _network_probes(config: Config, envs: list[str], environ: Mapping[str, str])
 
 
 def _cluster_probe(target: kube.Target) -> Probe:
-    return Probe(f"cluster {target.env}", lambda: [cluster_check(target)], _cluster_hint(target))
+    return Probe(f"cluster {target.env}", lambda: cluster_checks(target), _cluster_hint(target))
 
 
 def _cluster_hint(target: kube.Target) -> str:
@@ -271,27 +271,134 @@ def _cluster_hint(target: kube.Target) -> str:
     )
 
 
+def cluster_checks(target: kube.Target) -> list[Check]:
+    """Reachable (anonymous /version), credentials obtained (exec plugin run, bounded), and authorized
+    for every verb apply, rollback and status need (SelfSubjectAccessReview): only all three prove access."""
+    creds = credentials_check(target)  # first: a plugin that hangs is cut off here, not in the client
+    reach = cluster_check(target)
+    if reach.status == FAIL or creds.status == FAIL:
+        return [reach, creds]
+    return [reach, creds, *access_checks(target)]
+
+
 def cluster_check(target: kube.Target) -> Check:
-    """The cluster answers /version: the cheapest request that proves network, TLS and credentials."""
+    """The cluster answers /version, asked without credentials: network and TLS, nothing about access
+    (EKS answers /version to anyone)."""
     from kubernetes import client
 
     name = f"cluster {target.env}"
     try:
-        api = one_shot_client(target)
+        api = one_shot_client(target, anonymous=True)
         try:
             info = client.VersionApi(api).get_code(_request_timeout=CHECK_TIMEOUT_S)
         finally:
             api.close()
     except Exception as exc:  # noqa: BLE001 - any failure is the answer this check reports
         return Check(name, FAIL, f"{target.server} did not answer /version: {_kube_error(exc)}", _cluster_hint(target))
-    return Check(name, OK, f"{target.server} answers: kubernetes {info.git_version}")
+    return Check(name, OK, f"{target.server} answers: kubernetes {info.git_version} (reachable; access is checked below)")
 
 
-def one_shot_client(target: kube.Target):
-    """`kube.api_client` without urllib3's default 3 retries, so one request really ends within its timeout."""
+def credentials_check(target: kube.Target) -> Check:
+    """What the context's user is, and for an exec plugin: it runs and gives a token (and when it expires)."""
+    from manual_deploy import credentials
+
+    name = f"credentials {target.env}"
+    user = kube.context_user(target)
+    if user.kind != "exec":
+        kinds = {"token": "a bearer token", "client-certificate": "a client certificate", "basic": "a user name and password",
+                 "auth-provider": "an auth-provider (deprecated)", "none": "no credentials"}
+        status = WARN if user.kind in ("none", "auth-provider") else OK
+        return Check(name, status, f"user {user.name or '?'} has {kinds.get(user.kind, user.kind)}",
+                     f"regenerate it: `{credentials.regenerate_command(user)}`")
+    try:
+        token = credentials.obtain(user, timeout_s=CHECK_TIMEOUT_S)
+    except ManualDeployError as exc:
+        return Check(name, FAIL, exc.message, exc.hint)
+    profile = f" (AWS_PROFILE {user.exec.profile})" if user.exec.profile else ""
+    return Check(name, OK, f"exec `{user.exec.display()}`{profile}: token {token.expiry()}")
+
+
+# What apply, rollback and status do in the env's namespace: (resource, API group, verbs, what for).
+ACCESS_NEEDED = (
+    ("secrets", "", ("get", "list", "create", "update", "delete"), "helm's release records"),
+    ("deployments", "apps", ("get", "list", "create", "patch", "delete"), "the app (delete: --force-refresh)"),
+    ("replicasets", "apps", ("list",), "the rollout watch"),
+    ("services", "", ("get", "create", "patch"), "the chart's Services"),
+    ("persistentvolumeclaims", "", ("get", "create", "patch"), "the chart's claims"),
+    ("pods", "", ("get", "list"), "the rollout watch"),
+    ("pods/log", "", ("get", "list"), "a failed pod's last log lines"),
+    ("events", "", ("list",), "why a resource is not ready"),
+    ("leases", "coordination.k8s.io", ("get", "create", "update", "delete"), "the deploy lock"),
+)
+
+
+def access_checks(target: kube.Target) -> list[Check]:
+    """One SelfSubjectAccessReview per verb and resource: ✓ once, or ✗ per missing permission."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
-    loaded = kube.api_client(target)
+    name, ns = f"access {target.env}", target.namespace
+    missing, asked = [], 0
+    api = one_shot_client(target)
+    try:
+        reviews = client.AuthorizationV1Api(api)
+        for resource, group, verbs, why in ACCESS_NEEDED:
+            plural, _, sub = resource.partition("/")
+            for verb in verbs:
+                body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=plural,
+                                                                    subresource=sub or None)))
+                asked += 1
+                review = reviews.create_self_subject_access_review(body, _request_timeout=CHECK_TIMEOUT_S)
+                if not review.status.allowed:
+                    missing.append((verb, f"{resource}.{group}" if group else resource, why))
+    except ApiException as exc:
+        if exc.status in (401, 403):
+            return [Check(name, FAIL, f"the cluster refuses your credentials (HTTP {exc.status} {exc.reason})",
+                          _unmapped_hint(target))]
+        return [Check(name, FAIL, f"cannot ask what you may do: {_kube_error(exc)}", _cluster_hint(target))]
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer this check reports
+        return [Check(name, FAIL, f"cannot ask what you may do: {_kube_error(exc)}", _cluster_hint(target))]
+    finally:
+        api.close()
+    if not missing:
+        return [Check(name, OK, f"all {asked} permissions apply, rollback and status need in {ns}")]
+    return [Check(f"{name} {verb} {resource}", FAIL, f"cannot {verb} {resource} in {ns} (needed for {why})",
+                  _missing_hint(target, verb, resource)) for verb, resource, why in missing]
+
+
+def _unmapped_hint(target: kube.Target) -> str:
+    return ("your role is probably not mapped in the cluster's aws-auth ConfigMap, or AWS_PROFILE points at another "
+            "account: `aws sts get-caller-identity` shows who you are; ask a cluster admin to map that role")
+
+
+def _missing_hint(target: kube.Target, verb: str, resource: str) -> str:
+    return (f"the role your credentials map to lacks it: ask a cluster admin to grant `{verb}` on {resource} in "
+            f"{target.namespace}; if you expected to have it, check who you are (`aws sts get-caller-identity`) — "
+            "a wrong AWS_PROFILE gives another role")
+
+
+def one_shot_client(target: kube.Target, *, anonymous: bool = False):
+    """`kube.api_client` without urllib3's default 3 retries, so one request really ends within its timeout.
+
+    `anonymous`: the context's cluster (server, CA) with no user at all, so no exec plugin runs and no
+    credential is sent — what proves reachability and nothing more.
+    """
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    if anonymous:
+        data = kube._merged_kubeconfig(target.kubeconfig)
+        context = kube._named(data.get("contexts"), target.context) or {}
+        cluster_name = (context.get("context") or {}).get("cluster")
+        cluster = kube._named(data.get("clusters"), cluster_name) or {"name": cluster_name, "cluster": {"server": target.server}}
+        loaded = kube_config.new_client_from_config_dict({
+            "clusters": [cluster], "users": [{"name": "anonymous", "user": {}}],
+            "contexts": [{"name": target.context, "context": {"cluster": cluster_name, "user": "anonymous"}}],
+            "current-context": target.context,
+        }, context=target.context, persist_config=False)
+    else:
+        loaded = kube.api_client(target)
     configuration = loaded.configuration
     loaded.close()
     configuration.retries = False
@@ -469,7 +576,7 @@ def _import_probe_dependencies() -> None:
     import requests  # noqa: F401
     from kubernetes import client, config  # noqa: F401
 
-    client.VersionApi  # noqa: B018 - kubernetes.client imports its API classes on first access
+    client.VersionApi, client.AuthorizationV1Api  # noqa: B018 - kubernetes.client imports its API classes on first access
 
 
 def _short(exc: BaseException) -> str:

@@ -68,8 +68,13 @@ def _named(items: list | None, name: str) -> dict | None:
     return next((item for item in items or [] if isinstance(item, dict) and item.get("name") == name), None)
 
 
-def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = None, context: str | None = None, out=None) -> Target:
-    """The env's context and namespace, refusing (exit 3) when the kubeconfig disagrees."""
+def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = None, context: str | None = None, out=None,
+                   credentials: bool = True) -> Target:
+    """The env's context and namespace, refusing (exit 3) when the kubeconfig disagrees.
+
+    With `credentials` (every command that talks to the cluster), an `exec` user's plugin is run once
+    here, before anything else: an expired login is one clear refusal, not a client's stack of errors.
+    """
     env = config.environment(env_name)
     path = kubeconfig_path(kubeconfig)
     wanted = context or env.kube_context
@@ -90,7 +95,28 @@ def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = No
             f"kube context {wanted!r} points at {server}, but env {env_name} must be {env.cluster_server}",
             hint="you may be about to deploy to the wrong cluster; fix the kubeconfig or the config's cluster_server",
         )
-    return Target(env=env_name, context=wanted, namespace=env.namespace, server=server, kubeconfig=path)
+    target = Target(env=env_name, context=wanted, namespace=env.namespace, server=server, kubeconfig=path)
+    if credentials:
+        ensure_credentials(target, data)
+    return target
+
+
+def context_user(target: Target, data: dict | None = None):
+    """The credentials.User of the target's context (an exec plugin's relative command: relative to its file)."""
+    from manual_deploy import credentials
+
+    first = next((Path(p).expanduser() for p in target.kubeconfig.split(os.pathsep) if p and Path(p).expanduser().is_file()), None)
+    return credentials.user_of(data or _merged_kubeconfig(target.kubeconfig), target.context,
+                               first.parent if first else None)
+
+
+def ensure_credentials(target: Target, data: dict | None = None) -> None:
+    """Obtain an exec user's token now (bounded), or refuse with the plugin's words and the fix."""
+    from manual_deploy import credentials
+
+    user = context_user(target, data)
+    if user.kind == "exec":
+        credentials.obtain(user)
 
 
 def api_client(target: Target):

@@ -54,8 +54,16 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
 
     from manual_deploy.deployment_state import DeploymentState
 
+    from kubernetes.client.exceptions import ApiException
+
     kube = api_client(target)
-    deployment = client.AppsV1Api(kube).read_namespaced_deployment(app.release, target.namespace)
+    try:
+        deployment = client.AppsV1Api(kube).read_namespaced_deployment(app.release, target.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise Refused(f"{app.name} in {env} has a release but no Deployment {app.release}: only a healthy release "
+                          "can be promoted", hint=f"check `manual-deploy status --env {env} --app {app.name}`") from None
+        raise  # 401/403: the CLI names what the API refused
     verdict = DeploymentState.from_dict(kube.sanitize_for_serialization(deployment)).verdict()
     if verdict.state != "done":
         raise Refused(f"{app.name} in {env} is not healthy: {verdict.message}", hint="promote only what runs well")
