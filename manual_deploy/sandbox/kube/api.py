@@ -10,7 +10,6 @@ semantics to Cluster (writes), Store (lists and watches) and Controller (everyth
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import attrs
 import kmock
 import yaml
 
-from manual_deploy.sandbox.kube import errors, patching, protobuf, resources
+from manual_deploy.sandbox.kube import auth, errors, patching, protobuf, resources
 from manual_deploy.sandbox.kube.cluster import Cluster
 from manual_deploy.sandbox.kube.controller import Controller
 from manual_deploy.sandbox.kube.kubelet import PODS, Failures
@@ -43,6 +42,7 @@ MAX_WATCH_SECONDS = 1800
 BOOKMARK_PERIOD = 5.0
 JOURNAL_LIMIT = 5000  # requests kept for /_emulator/requests (and kmock's own request list)
 PUBLIC_PATHS = ("/_emulator/",)  # the harness's control plane, not part of the emulated API
+# /version, /healthz, /readyz and /livez are readable anonymously too: see auth.ANONYMOUS_PATHS.
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def parse_api_path(path: str) -> ApiPath | None:
 class KubeApi(kmock.KubernetesEmulator):
     """An aiohttp low-level handler (request -> response) serving the emulated cluster."""
 
-    token: str | None = None
+    authorizer: auth.Authorizer = attrs.field(factory=auth.Authorizer)
     pod_start_delay: float = 0.2
     progress_deadline: float = 2.0
     failures: Failures = attrs.field(factory=Failures)
@@ -114,8 +114,9 @@ class KubeApi(kmock.KubernetesEmulator):
                  "content_type": raw.headers.get("Content-Type"), "status": None}
         _append_bounded(self.journal, entry)
         try:
-            self._authenticate(raw)
-            response = await self._dispatch(raw, await raw.read())
+            user = self._authenticate(raw)
+            entry["user"] = user.name
+            response = await self._dispatch(raw, await raw.read(), user)
         except errors.ApiError as exc:
             response = _status_response(exc)
         except aiohttp.web.HTTPException as exc:  # e.g. a body over the size limit
@@ -128,14 +129,13 @@ class KubeApi(kmock.KubernetesEmulator):
         entry["status"] = response.status
         return response
 
-    def _authenticate(self, raw: aiohttp.web.BaseRequest) -> None:
-        if self.token is None or raw.path.startswith(PUBLIC_PATHS):
-            return
-        given = raw.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-            raise errors.unauthorized()
+    def _authenticate(self, raw: aiohttp.web.BaseRequest) -> auth.User:
+        if raw.path.startswith(PUBLIC_PATHS):
+            return auth.User(auth.ANONYMOUS, ("system:unauthenticated",))
+        return self.authorizer.authenticate(raw.headers.get("Authorization"), raw.path)
 
-    async def _dispatch(self, raw: aiohttp.web.BaseRequest, body: bytes) -> aiohttp.web.StreamResponse:
+    async def _dispatch(self, raw: aiohttp.web.BaseRequest, body: bytes,
+                        user: auth.User) -> aiohttp.web.StreamResponse:
         path = raw.path.rstrip("/") or "/"
         if path.startswith("/_emulator/"):
             return await self._control(raw, path, body)
@@ -144,9 +144,16 @@ class KubeApi(kmock.KubernetesEmulator):
             return self._non_resource(raw, path)
         if api.plural is None or api.version is None:
             return self._discovery(raw, api, path)
+        self.authorizer.authorize(user, auth.request_attributes(
+            raw.method, api.group, api.plural, api.namespace, api.name, api.subresource,
+            raw.method == "GET" and raw.query.get("watch") in ("true", "1")))
         res = resources.lookup(api.group, api.version, api.plural)
         if res is None or (api.namespace is not None and not res.namespaced):
             raise errors.path_not_found(path)
+        if (res.group, res.plural) == auth.SSAR:
+            if raw.method != "POST" or api.name is not None:
+                raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
+            return _json(self.authorizer.review(user, _decode_body(raw, body)), 201)
         request = self._remember(raw, body, api, res)
         response = await self._serve(raw, request, res, api)
         if raw.method != "GET" and not _dry_run(request):
