@@ -141,9 +141,9 @@ class KubeApi(kmock.KubernetesEmulator):
             return await self._control(raw, path, body)
         api = parse_api_path(path)
         if api is None:
-            return self._non_resource(raw, path)
+            return _non_resource(raw, path)
         if api.plural is None or api.version is None:
-            return self._discovery(raw, api, path)
+            return _discovery(raw, api, path)
         self.authorizer.authorize(user, auth.request_attributes(
             raw.method, api.group, api.plural, api.namespace, api.name, api.subresource,
             raw.method == "GET" and raw.query.get("watch") in ("true", "1")))
@@ -307,38 +307,6 @@ class KubeApi(kmock.KubernetesEmulator):
             except asyncio.TimeoutError:
                 pass
 
-    # ---------------------------------------------------------------------------------- non-resources
-
-    def _non_resource(self, raw: aiohttp.web.BaseRequest, path: str) -> aiohttp.web.Response:
-        if raw.method != "GET":
-            raise errors.path_not_found(path)
-        if path == "/version":
-            return _json(VERSION)
-        if path == "/api":
-            return _json(resources.api_versions(raw.host))
-        if path == "/apis":
-            return _json(resources.api_group_list())
-        if path == "/openapi/v2":
-            return _openapi_v2(raw.headers.get("Accept", ""))
-        if path in ("/healthz", "/livez", "/readyz"):
-            return aiohttp.web.Response(text="ok", content_type="text/plain")
-        if path == "/":
-            return _json({"paths": ["/api", "/api/v1", "/apis", *(f"/apis/{g}" for g in resources.group_versions()),
-                                    "/healthz", "/livez", "/openapi/v2", "/readyz", "/version"]})
-        raise errors.path_not_found(path)
-
-    def _discovery(self, raw: aiohttp.web.BaseRequest, api: ApiPath, path: str) -> aiohttp.web.Response:
-        """Legacy discovery; the aggregated kind is never offered, so clients fall back to this."""
-        if raw.method != "GET":
-            raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
-        document = (resources.api_group(api.group) if api.version is None
-                    else resources.api_resource_list(api.group, api.version))
-        if document is None:
-            raise errors.path_not_found(path)
-        if api.version is None:
-            document = {"kind": "APIGroup", "apiVersion": "v1", **document}
-        return _json(document)
-
     # ----------------------------------------------------------------------------------------- control
 
     async def _control(self, raw: aiohttp.web.BaseRequest, path: str, body: bytes) -> aiohttp.web.Response:
@@ -351,7 +319,7 @@ class KubeApi(kmock.KubernetesEmulator):
                 self.failures.clear()
                 return _json({"failures": []})
             if method == "POST":
-                return _json(self._add_failure(body), 201)
+                return _json(_add_failure(self.failures, body), 201)
         if path == "/_emulator/requests":
             if method == "GET":
                 return _json({"requests": list(self.journal)})
@@ -360,16 +328,50 @@ class KubeApi(kmock.KubernetesEmulator):
                 return _json({"requests": []})
         raise errors.path_not_found(path)
 
-    def _add_failure(self, body: bytes) -> dict[str, Any]:
-        try:
-            spec = json.loads(body or b"{}")
-            kwargs = {"log": spec["log"]} if "log" in spec else {}
-            return self.failures.add(str(spec["image"]), str(spec["mode"]), **kwargs).as_dict()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise errors.bad_request(f"expected {{'image': glob, 'mode': mode, 'log'?: text}}: {exc}") from None
-
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def _non_resource(raw: aiohttp.web.BaseRequest, path: str) -> aiohttp.web.Response:
+    """/version, /api, /apis, /openapi/v2, the health paths and the root listing."""
+    if raw.method != "GET":
+        raise errors.path_not_found(path)
+    if path == "/version":
+        return _json(VERSION)
+    if path == "/api":
+        return _json(resources.api_versions(raw.host))
+    if path == "/apis":
+        return _json(resources.api_group_list())
+    if path == "/openapi/v2":
+        return _openapi_v2(raw.headers.get("Accept", ""))
+    if path in ("/healthz", "/livez", "/readyz"):
+        return aiohttp.web.Response(text="ok", content_type="text/plain")
+    if path == "/":
+        return _json({"paths": ["/api", "/api/v1", "/apis", *(f"/apis/{g}" for g in resources.group_versions()),
+                                "/healthz", "/livez", "/openapi/v2", "/readyz", "/version"]})
+    raise errors.path_not_found(path)
+
+
+def _discovery(raw: aiohttp.web.BaseRequest, api: ApiPath, path: str) -> aiohttp.web.Response:
+    """Legacy discovery; the aggregated kind is never offered, so clients fall back to this."""
+    if raw.method != "GET":
+        raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
+    document = (resources.api_group(api.group) if api.version is None
+                else resources.api_resource_list(api.group, api.version))
+    if document is None:
+        raise errors.path_not_found(path)
+    if api.version is None:
+        document = {"kind": "APIGroup", "apiVersion": "v1", **document}
+    return _json(document)
+
+
+def _add_failure(failures: Failures, body: bytes) -> dict[str, Any]:
+    try:
+        spec = json.loads(body or b"{}")
+        kwargs = {"log": spec["log"]} if "log" in spec else {}
+        return failures.add(str(spec["image"]), str(spec["mode"]), **kwargs).as_dict()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.bad_request(f"expected {{'image': glob, 'mode': mode, 'log'?: text}}: {exc}") from None
 
 
 def _json(payload: Any, status: int = 200) -> aiohttp.web.Response:
