@@ -352,7 +352,7 @@ def test_self_subject_access_review(kube, kubeconfig, tmp_path):
         (ssar,) = [r for r in listed if r.name == "selfsubjectaccessreviews"]
         assert (ssar.verbs, ssar.namespaced, ssar.kind) == (["create"], False, "SelfSubjectAccessReview")
 
-        def review(verb: str, resource: str, group: str = "", name: str | None = None) -> client.V1SubjectAccessReviewStatus:
+        def review(verb: str, resource: str, group: str = "", name: str | None = None):
             attributes = client.V1ResourceAttributes(namespace=NS, verb=verb, group=group, resource=resource, name=name)
             body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
                 resource_attributes=attributes))

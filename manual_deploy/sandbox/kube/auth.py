@@ -227,6 +227,7 @@ class Authorizer:
 
 
 def _allowed_reason(user: User) -> str:
+    binding = 'RBAC: allowed by ClusterRoleBinding "{}" of ClusterRole "cluster-admin" to {}'
     if "system:masters" in user.groups:
-        return 'RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" to Group "system:masters"'
-    return f'RBAC: allowed by ClusterRoleBinding "ingest-deployers" of ClusterRole "cluster-admin" to User "{user.name}"'
+        return binding.format("cluster-admin", 'Group "system:masters"')
+    return binding.format("ingest-deployers", f'User "{user.name}"')

@@ -57,7 +57,8 @@ class KubeEmulator:
     The node is an m5.2xlarge (allocatable 7910m cpu, ~30Gi memory); set_node_allocatable shrinks it.
     """
 
-    def __init__(self, *, token: str | None = None, token_key: str | None = None, pod_start_delay: float = 0.2, progress_deadline: float = 2.0,
+    def __init__(self, *, token: str | None = None, token_key: str | None = None, pod_start_delay: float = 0.2,
+                 progress_deadline: float = 2.0,
                  name: str = "sandbox", namespaces: Iterable[str] = tuple(INGEST_CONTEXTS.values()),
                  tls: bool | None = None, storage_classes: Iterable[str | dict[str, Any]] = ("gp2",)) -> None:
         self.token = token
