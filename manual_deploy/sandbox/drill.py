@@ -5,6 +5,9 @@ supervisor process that runs, on 127.0.0.1 only: the real Debian docker-registry
 stand-in acting as quay's build trigger (a pushed tag gets a build that publishes the image;
 `[fail build]` in the commit message fails it, `[skip build]` skips it, `[crash]` makes the image
 crash-loop in the cluster), and the emulated kube-apiserver behind the three ingest contexts.
+The kubeconfig's users are exec credential plugins, as `aws eks update-kubeconfig` writes them: the
+`aws eks get-token` stand-in (kube/exec_plugin.py) with AWS_PROFILE=ingest, so every drill command
+authenticates the way it does against EKS. The static TOKEN stays for the supervisor's own use.
 `sandbox down` stops it by PID; both are safe to repeat.
 
     python -m manual_deploy.sandbox.drill serve --dir DIR     # the supervisor (started by `sandbox up`)
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -125,7 +129,7 @@ def serve(directory: Path) -> int:
     from manual_deploy.sandbox.deployrepo import make_deploy_repo
     from manual_deploy.sandbox.gitrepos import make_app_repo
     from manual_deploy.sandbox.kube import KubeEmulator
-    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+    from manual_deploy.sandbox.kube.kubeconfig import exec_user, ingest_contexts, write_kubeconfig
     from manual_deploy.sandbox.quay import QuayStandIn
     from manual_deploy.sandbox.registry import start_registry
 
@@ -143,9 +147,13 @@ def serve(directory: Path) -> int:
         started.append(registry)
         quay = QuayStandIn(registry.url).start()
         started.append(quay)
-        kube = KubeEmulator(token=TOKEN, pod_start_delay=0.5, progress_deadline=3.0, name="sandbox").start()
+        kube = KubeEmulator(token=TOKEN, token_key=secrets.token_urlsafe(24), pod_start_delay=0.5,
+                            progress_deadline=3.0, name="sandbox").start()
         started.append(kube)
-        kubeconfig = write_kubeconfig(directory / "kubeconfig", ingest_contexts(kube.url), token=TOKEN, current="ingest-eks-dev")
+        # PYTHONPATH: the plugin must import this very checkout whatever the caller's environment says.
+        plugin = exec_user(kube, profile="ingest", extra_env=[("PYTHONPATH", str(Path(__file__).resolve().parents[2]))])
+        kubeconfig = write_kubeconfig(directory / "kubeconfig", ingest_contexts(kube.url), exec_user=plugin,
+                                      current="ingest-eks-dev")
         helm = find_helm_for_sandbox()
         config = write_config(directory / "config.yaml", registry_url=registry.url, api_url=quay.api_url, deploy_url=deploy_repo_url, helm=helm)
         trigger = BuildTrigger(directory / "apps" / "remotes" / f"{APP}.git", quay, kube)

@@ -8,14 +8,32 @@ Module map: resources (what is served, discovery), store (objects, resourceVersi
 admission (server-filled fields, refusals), cluster (write semantics), patching, selectors, protobuf,
 controller (Deployments/ReplicaSets), scheduler (placement, resource fit), storage (StorageClasses,
 claims, volumes), kubelet (pods, failures, logs), containers (env sources, probes), volumes (attach
-failures), events, workloads (Jobs, StatefulSets, DaemonSets), api (HTTP), emulator (thread +
-lifecycle), certs (HTTPS), kubeconfig.
+failures), events, workloads (Jobs, StatefulSets, DaemonSets), api (HTTP), auth (tokens, RBAC
+denials, SelfSubjectAccessReview), emulator (thread + lifecycle), certs (HTTPS), kubeconfig,
+exec_plugin (an `aws eks get-token` stand-in).
+
+The names below are imported on first use: the exec plugin lives in this package and clients run
+it before every token refresh, so importing the package must not pull in aiohttp and kmock.
 """
 
-from manual_deploy.sandbox.kube.emulator import KubeEmulator
-from manual_deploy.sandbox.kube.kubeconfig import INGEST_CONTEXTS, ingest_contexts, write_kubeconfig
-from manual_deploy.sandbox.kube.kubelet import FAILURE_MODES, READINESS_PROBE_FAILED
-from manual_deploy.sandbox.kube.volumes import FAILED_ATTACH_VOLUME, MULTI_ATTACH, VOLUME_FAILURE_MODES
+from __future__ import annotations
 
-__all__ = ["FAILED_ATTACH_VOLUME", "FAILURE_MODES", "INGEST_CONTEXTS", "MULTI_ATTACH", "READINESS_PROBE_FAILED",
-           "VOLUME_FAILURE_MODES", "KubeEmulator", "ingest_contexts", "write_kubeconfig"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "KubeEmulator": "emulator", "INGEST_CONTEXTS": "kubeconfig", "ExecUser": "kubeconfig",
+    "exec_user": "kubeconfig", "ingest_contexts": "kubeconfig", "write_kubeconfig": "kubeconfig",
+    "FAILURE_MODES": "kubelet", "READINESS_PROBE_FAILED": "kubelet", "FAILED_ATTACH_VOLUME": "volumes",
+    "MULTI_ATTACH": "volumes", "VOLUME_FAILURE_MODES": "volumes",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -10,7 +10,6 @@ semantics to Cluster (writes), Store (lists and watches) and Controller (everyth
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import attrs
 import kmock
 import yaml
 
-from manual_deploy.sandbox.kube import errors, patching, protobuf, resources
+from manual_deploy.sandbox.kube import auth, errors, patching, protobuf, resources
 from manual_deploy.sandbox.kube.cluster import Cluster
 from manual_deploy.sandbox.kube.controller import Controller
 from manual_deploy.sandbox.kube.kubelet import PODS, Failures
@@ -43,6 +42,7 @@ MAX_WATCH_SECONDS = 1800
 BOOKMARK_PERIOD = 5.0
 JOURNAL_LIMIT = 5000  # requests kept for /_emulator/requests (and kmock's own request list)
 PUBLIC_PATHS = ("/_emulator/",)  # the harness's control plane, not part of the emulated API
+# /version, /healthz, /readyz and /livez are readable anonymously too: see auth.ANONYMOUS_PATHS.
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def parse_api_path(path: str) -> ApiPath | None:
 class KubeApi(kmock.KubernetesEmulator):
     """An aiohttp low-level handler (request -> response) serving the emulated cluster."""
 
-    token: str | None = None
+    authorizer: auth.Authorizer = attrs.field(factory=auth.Authorizer)
     pod_start_delay: float = 0.2
     progress_deadline: float = 2.0
     failures: Failures = attrs.field(factory=Failures)
@@ -114,8 +114,9 @@ class KubeApi(kmock.KubernetesEmulator):
                  "content_type": raw.headers.get("Content-Type"), "status": None}
         _append_bounded(self.journal, entry)
         try:
-            self._authenticate(raw)
-            response = await self._dispatch(raw, await raw.read())
+            user = self._authenticate(raw)
+            entry["user"] = user.name
+            response = await self._dispatch(raw, await raw.read(), user)
         except errors.ApiError as exc:
             response = _status_response(exc)
         except aiohttp.web.HTTPException as exc:  # e.g. a body over the size limit
@@ -128,25 +129,31 @@ class KubeApi(kmock.KubernetesEmulator):
         entry["status"] = response.status
         return response
 
-    def _authenticate(self, raw: aiohttp.web.BaseRequest) -> None:
-        if self.token is None or raw.path.startswith(PUBLIC_PATHS):
-            return
-        given = raw.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-            raise errors.unauthorized()
+    def _authenticate(self, raw: aiohttp.web.BaseRequest) -> auth.User:
+        if raw.path.startswith(PUBLIC_PATHS):
+            return auth.User(auth.ANONYMOUS, ("system:unauthenticated",))
+        return self.authorizer.authenticate(raw.headers.get("Authorization"), raw.path)
 
-    async def _dispatch(self, raw: aiohttp.web.BaseRequest, body: bytes) -> aiohttp.web.StreamResponse:
+    async def _dispatch(self, raw: aiohttp.web.BaseRequest, body: bytes,
+                        user: auth.User) -> aiohttp.web.StreamResponse:
         path = raw.path.rstrip("/") or "/"
         if path.startswith("/_emulator/"):
             return await self._control(raw, path, body)
         api = parse_api_path(path)
         if api is None:
-            return self._non_resource(raw, path)
+            return _non_resource(raw, path)
         if api.plural is None or api.version is None:
-            return self._discovery(raw, api, path)
+            return _discovery(raw, api, path)
+        self.authorizer.authorize(user, auth.request_attributes(
+            raw.method, api.group, api.plural, api.namespace, api.name, api.subresource,
+            raw.method == "GET" and raw.query.get("watch") in ("true", "1")))
         res = resources.lookup(api.group, api.version, api.plural)
         if res is None or (api.namespace is not None and not res.namespaced):
             raise errors.path_not_found(path)
+        if (res.group, res.plural) == auth.SSAR:
+            if raw.method != "POST" or api.name is not None:
+                raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
+            return _json(self.authorizer.review(user, _decode_body(raw, body)), 201)
         request = self._remember(raw, body, api, res)
         response = await self._serve(raw, request, res, api)
         if raw.method != "GET" and not _dry_run(request):
@@ -300,38 +307,6 @@ class KubeApi(kmock.KubernetesEmulator):
             except asyncio.TimeoutError:
                 pass
 
-    # ---------------------------------------------------------------------------------- non-resources
-
-    def _non_resource(self, raw: aiohttp.web.BaseRequest, path: str) -> aiohttp.web.Response:
-        if raw.method != "GET":
-            raise errors.path_not_found(path)
-        if path == "/version":
-            return _json(VERSION)
-        if path == "/api":
-            return _json(resources.api_versions(raw.host))
-        if path == "/apis":
-            return _json(resources.api_group_list())
-        if path == "/openapi/v2":
-            return _openapi_v2(raw.headers.get("Accept", ""))
-        if path in ("/healthz", "/livez", "/readyz"):
-            return aiohttp.web.Response(text="ok", content_type="text/plain")
-        if path == "/":
-            return _json({"paths": ["/api", "/api/v1", "/apis", *(f"/apis/{g}" for g in resources.group_versions()),
-                                    "/healthz", "/livez", "/openapi/v2", "/readyz", "/version"]})
-        raise errors.path_not_found(path)
-
-    def _discovery(self, raw: aiohttp.web.BaseRequest, api: ApiPath, path: str) -> aiohttp.web.Response:
-        """Legacy discovery; the aggregated kind is never offered, so clients fall back to this."""
-        if raw.method != "GET":
-            raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
-        document = (resources.api_group(api.group) if api.version is None
-                    else resources.api_resource_list(api.group, api.version))
-        if document is None:
-            raise errors.path_not_found(path)
-        if api.version is None:
-            document = {"kind": "APIGroup", "apiVersion": "v1", **document}
-        return _json(document)
-
     # ----------------------------------------------------------------------------------------- control
 
     async def _control(self, raw: aiohttp.web.BaseRequest, path: str, body: bytes) -> aiohttp.web.Response:
@@ -344,7 +319,7 @@ class KubeApi(kmock.KubernetesEmulator):
                 self.failures.clear()
                 return _json({"failures": []})
             if method == "POST":
-                return _json(self._add_failure(body), 201)
+                return _json(_add_failure(self.failures, body), 201)
         if path == "/_emulator/requests":
             if method == "GET":
                 return _json({"requests": list(self.journal)})
@@ -353,16 +328,50 @@ class KubeApi(kmock.KubernetesEmulator):
                 return _json({"requests": []})
         raise errors.path_not_found(path)
 
-    def _add_failure(self, body: bytes) -> dict[str, Any]:
-        try:
-            spec = json.loads(body or b"{}")
-            kwargs = {"log": spec["log"]} if "log" in spec else {}
-            return self.failures.add(str(spec["image"]), str(spec["mode"]), **kwargs).as_dict()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise errors.bad_request(f"expected {{'image': glob, 'mode': mode, 'log'?: text}}: {exc}") from None
-
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def _non_resource(raw: aiohttp.web.BaseRequest, path: str) -> aiohttp.web.Response:
+    """/version, /api, /apis, /openapi/v2, the health paths and the root listing."""
+    if raw.method != "GET":
+        raise errors.path_not_found(path)
+    if path == "/version":
+        return _json(VERSION)
+    if path == "/api":
+        return _json(resources.api_versions(raw.host))
+    if path == "/apis":
+        return _json(resources.api_group_list())
+    if path == "/openapi/v2":
+        return _openapi_v2(raw.headers.get("Accept", ""))
+    if path in ("/healthz", "/livez", "/readyz"):
+        return aiohttp.web.Response(text="ok", content_type="text/plain")
+    if path == "/":
+        return _json({"paths": ["/api", "/api/v1", "/apis", *(f"/apis/{g}" for g in resources.group_versions()),
+                                "/healthz", "/livez", "/openapi/v2", "/readyz", "/version"]})
+    raise errors.path_not_found(path)
+
+
+def _discovery(raw: aiohttp.web.BaseRequest, api: ApiPath, path: str) -> aiohttp.web.Response:
+    """Legacy discovery; the aggregated kind is never offered, so clients fall back to this."""
+    if raw.method != "GET":
+        raise errors.method_not_allowed(f"{raw.method} is not allowed on {path}")
+    document = (resources.api_group(api.group) if api.version is None
+                else resources.api_resource_list(api.group, api.version))
+    if document is None:
+        raise errors.path_not_found(path)
+    if api.version is None:
+        document = {"kind": "APIGroup", "apiVersion": "v1", **document}
+    return _json(document)
+
+
+def _add_failure(failures: Failures, body: bytes) -> dict[str, Any]:
+    try:
+        spec = json.loads(body or b"{}")
+        kwargs = {"log": spec["log"]} if "log" in spec else {}
+        return failures.add(str(spec["image"]), str(spec["mode"]), **kwargs).as_dict()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.bad_request(f"expected {{'image': glob, 'mode': mode, 'log'?: text}}: {exc}") from None
 
 
 def _json(payload: Any, status: int = 200) -> aiohttp.web.Response:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp.web
 
-from manual_deploy.sandbox.kube import certs, resources, storage
+from manual_deploy.sandbox.kube import auth, certs, resources, storage
 from manual_deploy.sandbox.kube.api import KubeApi
 from manual_deploy.sandbox.kube.cluster import NAMESPACES
 from manual_deploy.sandbox.kube.events import NODE_NAME
@@ -45,17 +45,26 @@ class KubeEmulator:
     (`tls=None` means "iff token"): client-go sends bearer tokens over TLS only. `ca_pem` is then the
     CA to trust; write_kubeconfig embeds it by itself.
 
+    Authentication is EKS's: the static `token` is the cluster creator ("kubernetes-admin"); with a
+    `token_key`, tokens from the exec plugin stand-in (exec_plugin.py, keyed by the same value) are
+    accepted until they expire, each as its IAM identity. Without either, nothing is checked.
+    /version and the health paths are readable anonymously. deny() / unmap_user() make RBAC and
+    aws-auth refuse what a test needs refused (403 / 401); SelfSubjectAccessReview reports the same.
+
     `storage_classes` are seeded like EKS's (default: its `gp2`, WaitForFirstConsumer, the default
     class); entries are names or partial StorageClass dicts (see storage.storage_class), e.g.
     `["gp2", {"name": "retained-gp2", "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}]`.
     The node is an m5.2xlarge (allocatable 7910m cpu, ~30Gi memory); set_node_allocatable shrinks it.
     """
 
-    def __init__(self, *, token: str | None = None, pod_start_delay: float = 0.2, progress_deadline: float = 2.0,
+    def __init__(self, *, token: str | None = None, token_key: str | None = None, pod_start_delay: float = 0.2,
+                 progress_deadline: float = 2.0,
                  name: str = "sandbox", namespaces: Iterable[str] = tuple(INGEST_CONTEXTS.values()),
                  tls: bool | None = None, storage_classes: Iterable[str | dict[str, Any]] = ("gp2",)) -> None:
         self.token = token
-        self.tls = bool(token) if tls is None else tls
+        self.token_key = token_key
+        self.tls = bool(token or token_key) if tls is None else tls
+        self._authorizer = auth.Authorizer(token, token_key)
         self.ca_pem: bytes | None = None
         self.pod_start_delay = pod_start_delay
         self.progress_deadline = progress_deadline
@@ -143,6 +152,24 @@ class KubeEmulator:
             raise RuntimeError("start the emulator before resizing its node")
         self._call(resize)
 
+    def deny(self, verb: str, resource: str, *, group: str = "", namespace: str | None = None,
+             user: str | None = None) -> None:
+        """Refuse `verb` on `resource` (`pods/log` for a subresource) with RBAC's 403, e.g.
+        deny("patch", "deployments", group="apps", namespace="prod-environment"). Globs allowed;
+        namespace/user None = all (the static admin included, unlike a real system:masters)."""
+        self._authorizer.deny(auth.Denial(verb, resource, group, namespace, user))
+
+    def unmap_user(self, user_glob: str) -> None:
+        """Answer 401 to every request of matching users, as EKS does for a role missing from aws-auth."""
+        self._authorizer.unmap(user_glob)
+
+    def clear_denials(self) -> None:
+        self._authorizer.clear(unmapped=False)
+
+    def allow_all(self) -> None:
+        """Forget every deny() and unmap_user()."""
+        self._authorizer.clear()
+
     @property
     def failures(self) -> list[dict[str, str]]:
         return self._failures.as_list()
@@ -188,7 +215,7 @@ class KubeEmulator:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        api = KubeApi(token=self.token, pod_start_delay=self.pod_start_delay,
+        api = KubeApi(authorizer=self._authorizer, pod_start_delay=self.pod_start_delay,
                       progress_deadline=self.progress_deadline, failures=self._failures, journal=self.requests,
                       volume_failures=self._volume_failures)
         self._api = api

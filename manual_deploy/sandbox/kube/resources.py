@@ -24,6 +24,7 @@ SERVED = (
     "events.k8s.io/v1/events", "autoscaling/v2/horizontalpodautoscalers",
     "rbac.authorization.k8s.io/v1/roles", "rbac.authorization.k8s.io/v1/rolebindings",
     "rbac.authorization.k8s.io/v1/clusterroles", "rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "authorization.k8s.io/v1/selfsubjectaccessreviews",  # answered by auth.Authorizer, never stored
 )
 IMPLEMENTED_SUBRESOURCES = {"status", "scale", "log"}
 
