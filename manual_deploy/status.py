@@ -18,7 +18,7 @@ from manual_deploy import deployconfig
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
 from manual_deploy.deployment_state import DeploymentState
-from manual_deploy.errors import ManualDeployError, OperationFailed
+from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, resolve_target
 from manual_deploy.redact import redact
@@ -203,11 +203,17 @@ def live_deployments(target: Target) -> dict[str, DeploymentState]:
         apps = client.AppsV1Api(kube)
         items = apps.list_namespaced_deployment(target.namespace, _request_timeout=KUBE_TIMEOUT_S).items
     except ApiException as exc:
-        if exc.status in (401, 403):
-            raise OperationFailed(
-                f"not allowed to read deployments in {where} (HTTP {exc.status})",
-                hint=f"refresh your cluster credentials (e.g. `aws sso login`, then "
-                f"`aws eks update-kubeconfig --name {target.context} --alias {target.context}`)",
+        if exc.status == 401:
+            raise Refused(
+                f"{target.context} refused the credentials when listing deployments in {where} (HTTP 401)",
+                hint=f"`manual-deploy doctor --env {target.env}` says why: an expired login, a wrong AWS_PROFILE, "
+                f"or a role not mapped in the cluster's aws-auth",
+            ) from None
+        if exc.status == 403:
+            raise Refused(
+                f"not allowed to list deployments in {where}: {api_message(exc)}",
+                hint=f"ask a cluster admin for `list` on deployments in {target.namespace}; "
+                f"`manual-deploy doctor --env {target.env}` lists every permission a deploy needs",
             ) from None
         raise OperationFailed(f"cannot read deployments in {where}: HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors, kubeconfig/auth plugin errors
@@ -216,6 +222,16 @@ def live_deployments(target: Target) -> dict[str, DeploymentState]:
             hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
         ) from None
     return {d.metadata.name: DeploymentState.from_dict(kube.sanitize_for_serialization(d)) for d in items}
+
+
+def api_message(exc) -> str:
+    """The apiserver's own words from a Status body (it names the verb and resource), never headers."""
+    import json
+
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HELMS = {"helm3": ROOT / ".tools" / "helm3", "helm4": ROOT / ".tools" / "helm4"}
 KUBE_TOKEN = "kube-token-s3cr3t-0123456789"
+EXEC_TOKEN_KEY = "exec-token-key-0123456789"  # what the exec plugin stand-in signs its tokens with (tests/test_eks_access.py)
 
 
 @dataclass

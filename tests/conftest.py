@@ -85,14 +85,14 @@ def helm(request):
 @pytest.fixture
 def bed(tmp_path, registry, deploy_repo, monkeypatch, request):
     """Registry + deploy-config repo + emulated cluster + kubeconfig + config file; helm 3 unless `helm` is used."""
-    from bed import HELMS, KUBE_TOKEN, Bed, write_bed_config
+    from bed import EXEC_TOKEN_KEY, HELMS, KUBE_TOKEN, Bed, write_bed_config
     from manual_deploy.sandbox.kube import KubeEmulator
     from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
     helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
     monkeypatch.setenv("MANUAL_DEPLOY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "state"))
-    kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.2, progress_deadline=2.0).start()
+    kube = KubeEmulator(token=KUBE_TOKEN, token_key=EXEC_TOKEN_KEY, pod_start_delay=0.2, progress_deadline=2.0).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(kube.url), token=KUBE_TOKEN)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     config = write_bed_config(tmp_path / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
