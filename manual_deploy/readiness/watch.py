@@ -193,7 +193,8 @@ class ReleaseWatch:
             if found.ready:
                 continue
             lines.append(f"{found.label}: {found.summary}")
-            lines.extend(f"    {event}" for event in found.events[-WAITED_EVENTS:])
+            warnings = [event for event in found.events if event.startswith("Warning ")]  # the why, before the story
+            lines.extend(f"    {event}" for event in (warnings or list(found.events))[-WAITED_EVENTS:])
         return "\n".join(lines) or f"every resource of {self.release_name} revision {self.release.revision} was ready at the last look"
 
     def images_live(self, expected: str) -> list[str]:
