@@ -13,7 +13,7 @@ from typing import Any
 from manual_deploy import gitops, state
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.apply import ApplyRequest, run_apply
+from manual_deploy.apply import ApplyRequest, run_apply, validate_flags
 from manual_deploy.errors import UsageError
 from manual_deploy.wait_image import WaitRequest, wait_for_image
 from manual_deploy.tag import TagRequest, tag_commit
@@ -54,6 +54,8 @@ def _mark(git_dir, request: DeployRequest, commit: str, done: list[str]) -> None
 
 def run_deploy(config: Config, request: DeployRequest, out: Output) -> dict[str, Any]:
     config.environment(request.env)
+    if request.apply is not None:
+        validate_flags(request.apply)  # a bad apply flag must fail before a tag is pushed
     repo = gitops.open_repo(request.repo)
     git_dir = gitops.git_dir(repo)
     commit = gitops.resolve_commit(repo, request.commit)
