@@ -205,7 +205,8 @@ CASES = [
                             "UnicodeDecodeError (internal error); it must be Refused naming the file, with a hint"),
     Case("kubeconfig-not-yaml", (*GOOD_APPLY, "--kubeconfig", "{tmp}/kubeconfig"), 3, ("cannot read kubeconfig", "{tmp}/kubeconfig"), ("kubeconfig",),
          setup=write("kubeconfig", "clusters: [oops\n"),
-         xfail=KUBE_XFAIL + "_merged_kubeconfig's Refused('cannot read kubeconfig …') has no hint, so no `next:` line"),
+         xfail=KUBE_XFAIL + "_merged_kubeconfig's Refused('cannot read kubeconfig X: {exc}') puts yaml's four-line error "
+                            "in the message and has no hint, so no `next:` line; it wants one line (line, column, problem) and a hint"),
     Case("kubeconfig-a-list", (*GOOD_APPLY, "--kubeconfig", "{tmp}/kubeconfig"), 3, ("kubeconfig", "{tmp}/kubeconfig"), ("kubeconfig",),
          setup=write("kubeconfig", "- just\n- a list\n"),
          xfail=KUBE_XFAIL + "_merged_kubeconfig calls data.get() on whatever YAML held: a list or a string gives "
