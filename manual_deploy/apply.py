@@ -74,7 +74,7 @@ class AppPlan:
     unchanged: bool = False
 
 
-def _validate_flags(request: ApplyRequest) -> None:
+def validate_flags(request: ApplyRequest) -> None:
     """Bad input fails before the first network call, with nothing changed."""
     if request.config_ref:
         validate.git_rev(request.config_ref)
@@ -83,7 +83,8 @@ def _validate_flags(request: ApplyRequest) -> None:
     for app in request.apps:
         validate.app_name(app)
     if request.replicas is not None and request.replicas < 0:
-        raise UsageError(f"--replicas must be 0 or more, got {request.replicas}")
+        raise UsageError(f"invalid --replicas {request.replicas}: a replica count cannot be negative",
+                         hint="pass --replicas N with N 0 or more, or leave it out to use the config repo's count")
 
 
 def choose_apps(request: ApplyRequest, recorded: dict) -> tuple[str, ...]:
@@ -204,7 +205,7 @@ class Apply:
 
     def prepare(self) -> list[AppPlan]:
         request, config = self.request, self.config
-        _validate_flags(request)
+        validate_flags(request)
         warm_up_kubernetes_client()
         names = choose_apps(request, self.recorded)
         apps = [config.app(name) for name in dict.fromkeys(names)]

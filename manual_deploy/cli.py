@@ -12,6 +12,7 @@ import sys
 from typing import NoReturn, Optional
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError as ParseError  # typer's vendored click
 
 from manual_deploy import __version__, errors
 from manual_deploy.commands import apply as apply_cmd
@@ -168,6 +169,18 @@ def api_refusal(exc: BaseException) -> errors.ManualDeployError | None:
                                                        "`manual-deploy doctor --env <env>` lists every one a deploy needs")
 
 
+def _given_value(argv: list[str], opts) -> str | None:
+    """What the user typed for one of `opts` (the last occurrence), to quote it back in a usage error."""
+    given = None
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt and i + 1 < len(argv):
+                given = argv[i + 1]
+            elif opt.startswith("--") and arg.startswith(f"{opt}="):
+                given = arg.split("=", 1)[1]
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to a documented exit code."""
     session = Session()
@@ -181,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         return _report(session, exc)
+    except ParseError as exc:  # unknown option or command, a bad or missing value: the same two lines as ours
+        if isinstance(exc, NoArgsIsHelpError):
+            exc.show()
+            return exc.exit_code
+        command = exc.ctx.command_path if exc.ctx is not None else "manual-deploy"
+        message = exc.format_message().removeprefix("Error: ")
+        given = _given_value(argv, getattr(getattr(exc, "param", None), "opts", None) or ())
+        if given is not None and repr(given) not in message:
+            message = f"{message.rstrip('.')} (got {given!r})"
+        return _report(session, errors.UsageError(message, hint=f"see `{command} --help` for the valid options and values"))
     except typer.TyperException as exc:  # typer's own usage errors (bad option, missing value)
         exc.show() if hasattr(exc, "show") else session.out.error(exc.format_message())
         return exc.exit_code

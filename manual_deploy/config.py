@@ -182,11 +182,17 @@ def default_replicas_variable(app: str) -> str:
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
-    first = exc.errors()[0]
+    problems = exc.errors()
+    # An unknown key first: a typo (`nmespace`) explains the required key it leaves missing (`namespace`).
+    first = next((e for e in problems if e["type"] == "extra_forbidden"), problems[0])
     where = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
+        import difflib
+
+        missing = [str(e["loc"][-1]) for e in problems if e["type"] == "missing" and e["loc"][:-1] == first["loc"][:-1]]
+        close = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        message = f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
     elif first["type"] == "missing":
         message = "required key is missing"
     more = len(exc.errors()) - 1
@@ -202,8 +208,12 @@ def parse_config(text: str, source: str) -> Config:
         data = yamlio.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config {source} is not valid YAML{where}", hint="check indentation and quoting") from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(
+            f"config {source} is not valid YAML{where}" + (f": {problem}" if problem else ""),
+            hint="check indentation and quoting; a bracket or quote may be left open",
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {source} must be a YAML mapping", hint="see configs/ingest.yaml")
     try:
@@ -225,9 +235,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return parse_config(default_config_text(), f"(bundled {DEFAULT_CONFIG_NAME})")
     file = Path(chosen).expanduser()
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {file}", hint=f"pass --config PATH or set {CONFIG_ENV_VAR}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {file} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}",
+            hint="save it as UTF-8 YAML (see configs/ingest.yaml), or pass --config PATH of another file",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read config file {file}: {exc.strerror}",
+            hint=f"pass --config PATH (or set {CONFIG_ENV_VAR}) to a readable YAML file",
+        ) from None
     return parse_config(text, str(file))

@@ -13,7 +13,7 @@ from typing import Any
 from manual_deploy import gitops, state
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.apply import ApplyRequest, run_apply
+from manual_deploy.apply import ApplyRequest, run_apply, validate_flags
 from manual_deploy.errors import UsageError
 from manual_deploy.kube import resolve_target
 from manual_deploy.wait_image import WaitRequest, wait_for_image
@@ -55,9 +55,10 @@ def _mark(git_dir, request: DeployRequest, commit: str, done: list[str]) -> None
 
 def run_deploy(config: Config, request: DeployRequest, out: Output) -> dict[str, Any]:
     config.environment(request.env)
-    # the cluster and its credentials first: an expired login found after the tag and a 10-minute build
-    # would leave the chain half-done at the last step
     apply_flags = request.apply or ApplyRequest(env=request.env)
+    validate_flags(apply_flags)  # a bad apply flag must fail before a tag is pushed
+    # the cluster and its credentials too: an expired login found after the tag and a 10-minute build
+    # would leave the chain half-done at the last step
     resolve_target(config, request.env, kubeconfig=apply_flags.kubeconfig, context=apply_flags.kube_context)
     repo = gitops.open_repo(request.repo)
     git_dir = gitops.git_dir(repo)

@@ -114,18 +114,40 @@ def replica_count(config: DeployConfig, env: str, variable: str, override: int |
     """The replica count GitLab would pass; --replicas wins, a missing variable is refused."""
     if override is not None:
         if override < 0:
-            raise UsageError(f"--replicas must be 0 or more, got {override}")
+            raise UsageError(f"invalid --replicas {override}: a replica count cannot be negative",
+                             hint="pass --replicas N with N 0 or more, or leave it out to use the config repo's count")
         return override
-    values = config.replicas(env)
-    raw = values.get(variable)
+    relpath = f"config/replicas/environment_{env}"
+    text = config._read(relpath)
+    raw = parse_env_file(text).get(variable)
     if raw is None:
+        skipped = _unparsed_assignment(text, variable)
+        if skipped:
+            raise Refused(
+                f"{variable} in {relpath} at {config.sha[:8]} is set by {skipped}, which manual-deploy never runs",
+                hint=f"write a plain number ({variable}=2) in ingest-kube-deployment, or pass --replicas N",
+            )
         raise Refused(
-            f"{variable} is not set in config/replicas/environment_{env} at {config.sha[:8]}",
+            f"{variable} is not set in {relpath} at {config.sha[:8]}",
             hint="add it to ingest-kube-deployment, or pass --replicas N",
         )
     if not raw.isdigit():
-        raise Refused(f"{variable}={raw!r} in config/replicas/environment_{env} is not a whole number")
+        raise Refused(
+            f"{variable}={raw!r} in {relpath} at {config.sha[:8]} is not a whole number",
+            hint=f"write a count of 0 or more ({variable}=2) in ingest-kube-deployment, or pass --replicas N",
+        )
     return int(raw)
+
+
+def _unparsed_assignment(text: str, variable: str) -> str | None:
+    """Why a line assigning `variable` was skipped by `parse_env_file` (it is never executed), or None."""
+    for raw in text.splitlines():
+        match = _ASSIGNMENT.match(raw.strip())
+        if match and match.group(1) == variable:
+            if "$(" in raw or "`" in raw:
+                return "a command substitution"
+            return "a value that needs the shell to expand it"
+    return None
 
 
 @contextmanager
@@ -224,13 +246,32 @@ def _refresh(where: Path, url: str, ref: str) -> str:
             _fetch(repo, url, ref)
             repo.git.checkout("--force", "--detach", "FETCH_HEAD")
             repo.git.clean("-ffdxq")
+    except _UnknownRef as exc:
+        raise _unknown_ref(url, ref, str(exc)) from None
     except git.GitCommandError as exc:
+        if _NO_REMOTE_REF in str(exc.stderr or ""):
+            raise _unknown_ref(url, ref, "git: couldn't find remote ref") from None
         reason = redact(str(exc.stderr or "")).strip().splitlines()
         raise OperationFailed(
             f"cannot fetch {ref} of {redact(url)}: {reason[-1] if reason else exc.status}",
             hint="check the network/VPN, the repo URL in the config, and --config-ref",
         ) from None
     return repo.head.commit.hexsha
+
+
+_NO_REMOTE_REF = "couldn't find remote ref"
+
+
+class _UnknownRef(Exception):
+    """The repository answered, and has no such ref: the user's input is wrong, not the network."""
+
+
+def _unknown_ref(url: str, ref: str, why: str) -> UsageError:
+    return UsageError(
+        f"{ref!r} is not a branch, tag or commit of the deploy config repository {redact(url)} ({why})",
+        hint=f"pass --config-ref with one that exists (`git ls-remote {redact(url)}` lists them), "
+        "or fix the env's config_branch in the config",
+    )
 
 
 def _fetch(repo, url: str, ref: str) -> None:
@@ -246,4 +287,8 @@ def _fetch(repo, url: str, ref: str) -> None:
         repo.git.fetch(
             "--quiet", "--no-tags", *deepen, url, "+refs/heads/*:refs/remotes/config/*", kill_after_timeout=FETCH_TIMEOUT_S
         )
-        repo.git.update_ref("FETCH_HEAD", repo.git.rev_parse("--verify", f"{ref}^{{commit}}"))
+        try:
+            commit = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+        except git.GitCommandError:
+            raise _UnknownRef("no such commit on any of its branches") from None
+        repo.git.update_ref("FETCH_HEAD", commit)

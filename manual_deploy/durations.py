@@ -8,6 +8,7 @@ from manual_deploy.errors import UsageError
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_HINT = "use e.g. 90s, 10m, 1h30m or a number of seconds (units: h, m, s, ms)"
 
 
 def parse_duration(text: str, *, option: str = "duration") -> float:
@@ -18,9 +19,9 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
     elif value and _PART.sub("", value) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(value))
     else:
-        raise UsageError(f"invalid {option}: {text!r}", hint="use e.g. 90s, 10m, 1h30m or a number of seconds")
+        raise UsageError(f"invalid {option}: {text!r}", hint=_HINT)
     if seconds <= 0:
-        raise UsageError(f"invalid {option}: {text!r} must be more than zero")
+        raise UsageError(f"invalid {option}: {text!r} must be more than zero", hint=_HINT)
     return seconds
 
 

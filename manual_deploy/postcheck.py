@@ -22,9 +22,10 @@ def parse_post_check(text: str) -> list[str]:
     try:
         argv = shlex.split(text)
     except ValueError as exc:
-        raise UsageError(f"invalid --post-check {text!r}: {exc}") from None
+        raise UsageError(f"invalid --post-check {text!r}: {exc}",
+                         hint='quote it as one shell word: --post-check "CMD ARGS", with balanced quotes inside') from None
     if not argv:
-        raise UsageError("--post-check needs a command")
+        raise UsageError("--post-check needs a command", hint='pass --post-check "CMD ARGS", or leave it out')
     return argv
 
 

@@ -101,7 +101,8 @@ def retag(config: Config, app: ResolvedApp, tag: str, digest: str, new_tag: str,
 
 def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[str, Any]:
     if request.source == request.target:
-        raise UsageError("--from and --to must be different environments")
+        raise UsageError(f"--from {request.source} and --to {request.target} must be different environments",
+                         hint=f"promote from one env to another, e.g. --from staging --to prod (configured: {', '.join(config.environments)})")
     config.environment(request.source)
     config.environment(request.target)
     app = config.app(request.app)

@@ -13,7 +13,7 @@ from typing import Any
 
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.errors import Interrupted, ManualDeployError, Refused
+from manual_deploy.errors import Interrupted, ManualDeployError, Refused, UsageError
 from manual_deploy.helm import Revision, helm_error
 from manual_deploy.kube import resolve_target
 from manual_deploy.release.outcome import Phases
@@ -41,7 +41,11 @@ def choose_revision(history: list[Revision], current: Revision, wanted: int | No
         match = next((r for r in history if r.number == wanted), None)
         if match is None:
             known = ", ".join(str(r.number) for r in history)
-            raise Refused(f"revision {wanted} is not in the release history (revisions: {known})")
+            raise Refused(
+                f"revision {wanted} is not in the release history (revisions: {known})",
+                hint="pass --revision N with one of those (see `manual-deploy history --env ENV --app APP`), "
+                "or leave it out for the previous good one",
+            )
         if match.number == current.number:
             raise Refused(f"revision {wanted} is already the current revision; nothing to roll back to")
         return match
@@ -60,6 +64,12 @@ def who_deployed(description: str) -> str:
 
 
 def run_rollback(config: Config, request: RollbackRequest, out: Output) -> dict[str, Any]:
+    if request.revision is not None and request.revision < 1:
+        raise UsageError(
+            f"invalid --revision {request.revision}: helm revisions are numbered from 1",
+            hint="pass --revision N with N 1 or more (see `helm history` or `manual-deploy history`), "
+            "or leave it out for the previous good one",
+        )
     try:
         return asyncio.run(_rollback(config, request, out))
     except KeyboardInterrupt:

@@ -64,8 +64,11 @@ def test_missing_variable_needs_replicas_flag(deploy_repo):
 
 
 def test_unknown_ref_and_unreachable_repo(deploy_repo, tmp_path):
-    with pytest.raises(OperationFailed, match="cannot fetch no-such-branch"):
+    with pytest.raises(UsageError, match="'no-such-branch' is not a branch, tag or commit of the deploy config repository") as caught:
         deployconfig.checkout(deploy_repo.url, "no-such-branch")
+    assert deploy_repo.url in caught.value.message and "--config-ref" in caught.value.hint
+    with pytest.raises(UsageError, match="'deadbeef' is not a branch, tag or commit"):
+        deployconfig.checkout(deploy_repo.url, "deadbeef")
     with pytest.raises(OperationFailed):
         deployconfig.checkout(str(tmp_path / "missing.git"), "master")
     with pytest.raises(UsageError):
@@ -132,3 +135,9 @@ def test_an_annotated_tag_is_followed_through_the_cache(deploy_repo):
     fetched = _fetched_at(first)
     assert deployconfig.checkout(deploy_repo.url, "config-v1").sha == first.sha
     assert _fetched_at(first) == fetched
+
+
+def test_unknown_ref_message_hides_url_credentials():
+    error = deployconfig._unknown_ref("https://bot:s3cret-token@github.com/ebi-ait/ingest-kube-deployment.git", "nope", "git: couldn't find remote ref")
+    assert "s3cret-token" not in error.message + error.hint
+    assert "https://***@github.com/ebi-ait/ingest-kube-deployment.git" in error.message and "'nope'" in error.message

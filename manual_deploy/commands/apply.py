@@ -48,7 +48,8 @@ def command(
     from manual_deploy.errors import UsageError
 
     if image and tag:
-        raise UsageError("pass --image or --tag, not both")
+        raise UsageError(f"--image {image} and --tag {tag} both name the image: pass one, not both",
+                         hint="pass --image REF (repo:tag[@digest]) or --tag TAG (a tag of the app's repository)")
     session = ctx.obj
     request = O.apply_request(
         env=env, apps=tuple(app or ()), image=image, tag=tag, config_ref=config_ref, kubeconfig=kubeconfig,
