@@ -45,14 +45,34 @@ def _merged_kubeconfig(path: str) -> dict:
         raise Refused(f"no kubeconfig found at {path}", hint=_context_hint(None))
     merged: dict[str, list] = {"clusters": [], "contexts": [], "users": []}
     for file in existing:
-        try:
-            data = yamlio.safe_load(file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise Refused(f"cannot read kubeconfig {file}: {exc}") from None
+        data = _read_kubeconfig(file, yaml, yamlio)
         for key, items in merged.items():
             seen = {item.get("name") for item in items}
             items.extend(i for i in data.get(key) or [] if isinstance(i, dict) and i.get("name") not in seen)
     return merged
+
+
+def _read_kubeconfig(file: Path, yaml, yamlio) -> dict:
+    """One kubeconfig file as a mapping, or a refusal that names the file and what is wrong with it."""
+    fix = f"fix or regenerate it ({_context_hint(None)}), or point --kubeconfig / KUBECONFIG at another file"
+    try:
+        data = yamlio.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Refused(f"cannot read kubeconfig {file}: it is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                      f"at offset {exc.start})", hint=fix) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise Refused(f"cannot read kubeconfig {file}: not valid YAML{where}: {problem}", hint=fix) from None
+    except OSError as exc:
+        raise Refused(f"cannot read kubeconfig {file}: {exc.strerror}", hint=fix) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise Refused(f"cannot read kubeconfig {file}: it holds a YAML {type(data).__name__}, not a kubeconfig "
+                      "(a mapping with clusters, contexts and users)", hint=fix)
+    return data
 
 
 def _context_hint(env: str | None) -> str:
@@ -89,7 +109,8 @@ def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = No
     cluster = _named(data.get("clusters"), cluster_name) if cluster_name else None
     server = ((cluster or {}).get("cluster") or {}).get("server")
     if not server:
-        raise Refused(f"kube context {wanted!r} names cluster {cluster_name!r}, which has no server in {path}")
+        raise Refused(f"kube context {wanted!r} names cluster {cluster_name!r}, which has no server in {path}",
+                      hint=f"the kubeconfig entry is incomplete: regenerate it ({_context_hint(env_name)})")
     if env.cluster_server and server.rstrip("/") != env.cluster_server.rstrip("/"):
         raise Refused(
             f"kube context {wanted!r} points at {server}, but env {env_name} must be {env.cluster_server}",
