@@ -155,12 +155,9 @@ def api_refusal(exc: BaseException) -> errors.ManualDeployError | None:
     (it names the verb and the resource), never the headers or the rest of the body."""
     if type(exc).__name__ != "ApiException" or getattr(exc, "status", None) not in (401, 403):
         return None
-    import json
+    from manual_deploy.kube import api_message
 
-    try:
-        said = json.loads(exc.body or "{}").get("message") or exc.reason
-    except (ValueError, AttributeError):
-        said = exc.reason
+    said = api_message(exc)
     if exc.status == 401:
         return errors.Refused(f"the cluster refused the credentials (HTTP 401 {said})",
                               hint="`manual-deploy doctor --env <env>` says why: an expired login, a wrong AWS_PROFILE, "

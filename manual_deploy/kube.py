@@ -140,6 +140,17 @@ def ensure_credentials(target: Target, data: dict | None = None) -> None:
         credentials.obtain(user)
 
 
+def api_message(exc) -> str:
+    """The apiserver's own words from an ApiException's Status body (a 403 names the verb and the resource),
+    never its headers."""
+    import json
+
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except (ValueError, AttributeError, TypeError):
+        return str(exc.reason)
+
+
 def api_client(target: Target):
     """An ApiClient for exactly this context (never the kubeconfig's current-context)."""
     from kubernetes import config as kube_config

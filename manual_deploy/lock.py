@@ -125,6 +125,12 @@ class DeployLock:
             self._held = True
             return
         except ApiException as exc:
+            if exc.status in (401, 403):
+                from manual_deploy.kube import api_message
+
+                raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
+                              hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
+                                   "deploy needs (here: create leases.coordination.k8s.io)") from None
             if exc.status != 409:
                 raise OperationFailed(f"cannot create lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
         current = self.api.read_namespaced_lease(self.name, self.namespace)

@@ -20,7 +20,7 @@ from manual_deploy.console import Output
 from manual_deploy.deployment_state import DeploymentState
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
-from manual_deploy.kube import Target, api_client, resolve_target
+from manual_deploy.kube import Target, api_client, api_message, resolve_target
 from manual_deploy.redact import redact
 from manual_deploy.images import ImageRef, same_image
 
@@ -222,16 +222,6 @@ def live_deployments(target: Target) -> dict[str, DeploymentState]:
             hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
         ) from None
     return {d.metadata.name: DeploymentState.from_dict(kube.sanitize_for_serialization(d)) for d in items}
-
-
-def api_message(exc) -> str:
-    """The apiserver's own words from a Status body (it names the verb and resource), never headers."""
-    import json
-
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
 
 
 def _first_line(exc: BaseException) -> str:

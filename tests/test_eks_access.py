@@ -146,3 +146,14 @@ def test_a_permission_missing_mid_run_is_named_with_the_verb_and_the_resource(cl
     assert 'cannot patch resource "deployments" in API group "apps" in the namespace "prod-environment"' in result.stderr
     assert "Traceback" not in result.stderr
     assert writes(bed)  # the first install did write; the failed upgrade is helm's, rolled back by helm
+
+
+def test_a_lock_the_role_may_not_take_is_named_with_the_verb_and_the_resource(cli, bed):
+    publish(bed, "ingest-core", "deny3")
+    bed.kube.deny("create", "leases", group="coordination.k8s.io", namespace=NS)
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "deny3", "--yes")
+    assert result.code == 3, result.stderr
+    assert ('cannot take the deploy lock prod-environment/manual-deploy-ingest-core: leases.coordination.k8s.io is forbidden: '
+            'User "kubernetes-admin" cannot create resource "leases" in API group "coordination.k8s.io"') in result.stderr
+    assert "next: `manual-deploy doctor --env <env>`" in result.stderr
+    assert history(bed, "ingest-core") == []
