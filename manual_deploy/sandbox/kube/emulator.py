@@ -186,6 +186,15 @@ class KubeEmulator:
         res = resources.by_path(resource)
         return self._call(lambda api: api.cluster.list(res, namespace)) or []
 
+    def create(self, resource: str, namespace: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Store a new object with the apiserver's create semantics (what a sandbox seeds the cluster with)."""
+        res = resources.by_path(resource)
+        return self._call(lambda api: api.cluster.create(res, body, namespace))
+
+    def replace(self, resource: str, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        res = resources.by_path(resource)
+        return self._call(lambda api: api.cluster.replace(res, namespace, name, body))
+
     def _call(self, fn: Callable[[KubeApi], T]) -> T | None:
         """Run `fn` on the emulator's loop (where all state lives); directly once it has stopped."""
         api, loop = self._api, self._loop
