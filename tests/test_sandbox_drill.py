@@ -63,3 +63,38 @@ def test_a_shell_pointed_at_the_sandbox_can_still_stop_it(cli, tmp_path, monkeyp
     assert not pid_alive(ready["pid"]) and not pid_alive(ready["registry_pid"])
     again = cli("sandbox", "down")
     assert again.code == 0 and f"not running (no sandbox in {directory.resolve()})" in again.stdout
+
+
+def test_rehearse_with_a_config_repo_checkout_every_app_deploys_everywhere(cli, tmp_path, monkeypatch):
+    """`sandbox up --deploy-repo <a checkout of the team's repo>` then `sandbox check`: here the checkout is a
+    clone of the generated fixture (the tests have no network); by hand it was a clone of the public one."""
+    from manual_deploy.config import load_config
+    from manual_deploy.sandbox.deployrepo import make_deploy_repo
+
+    fixture = make_deploy_repo(tmp_path / "fixture")
+    checkout = tmp_path / "my-ingest-kube-deployment"
+    git(tmp_path, "clone", "-q", fixture.url, str(checkout))
+    git(checkout, "branch", "-q", "dev", "origin/dev")  # a checkout has the branches it has; the sandbox takes them all
+    directory = tmp_path / "sb"
+    first = cli("sandbox", "up", "--dir", directory, "--deploy-repo", checkout)
+    ready = read_ready(directory)
+    try:
+        assert first.code == 0, first.stderr
+        assert ready["deploy_repo_source"] == str(checkout.resolve())
+        for line in first.stdout.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            monkeypatch.setenv(name, value)
+        other = cli("sandbox", "up", "--dir", directory, "--deploy-repo", tmp_path / "fixture")
+        assert other.code == 3 and "already serves" in other.stderr  # never a silent switch of config repo
+
+        result = cli("sandbox", "check")
+
+        apps = list(load_config(ready["config"]).apps)
+        assert result.code == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == 3 * len(apps) and all(" deployed " in line for line in lines), result.stdout
+        assert any(line.split()[:2] == ["prod", "ingest-exporter"] and "replicas 10" in line for line in lines)
+        assert any(line.split()[:2] == ["dev", "ingest-exporter"] and "replicas 1" in line for line in lines)
+    finally:
+        down = cli("sandbox", "down", "--dir", directory)
+    assert down.code == 0 and not pid_alive(ready["pid"])

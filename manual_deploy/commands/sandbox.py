@@ -36,12 +36,21 @@ def _require_extra() -> None:
 
 
 @sandbox_app.command("up", help="Start the sandbox (says so if it is already up).")
-def up(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP)) -> None:
+def up(
+    ctx: typer.Context,
+    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
+    deploy_repo: Optional[str] = typer.Option(
+        None, "--deploy-repo", metavar="PATH_OR_URL",
+        help="Serve this ingest-kube-deployment (a checkout or a git URL, all branches) instead of the generated one.",
+    ),
+) -> None:
     _require_extra()
     from manual_deploy.sandbox.drill import env_lines, up as start
 
     session = ctx.obj
-    ready = start(_dir(directory), session.out)
+    if deploy_repo and Path(deploy_repo).expanduser().exists():
+        deploy_repo = str(Path(deploy_repo).expanduser().resolve())
+    ready = start(_dir(directory), session.out, deploy_repo=deploy_repo)
     session.out.info(f"next: eval \"$(manual-deploy sandbox env{'' if directory is None else f' --dir {directory}'})\"; cd {ready['app_checkout']}")
     session.out.result(ready, "\n".join(env_lines(ready)))
 
@@ -55,6 +64,38 @@ def env(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--di
     if not ready or not pid_alive(ready.get("pid")):
         raise UsageError(f"the sandbox is not running in {_dir(directory)}", hint="start it: manual-deploy sandbox up")
     ctx.obj.out.result(ready, "\n".join(env_lines(ready)))
+
+
+@sandbox_app.command("check", help="Deploy every configured app to each env in turn with the real helm; one line per "
+                                     "app and env: deployed, or the reason it would fail. Exit 1 if any would fail.")
+def check(
+    ctx: typer.Context,
+    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
+    env: Optional[list[str]] = typer.Option(None, "--env", metavar="ENV", help="Only these envs (default: all)."),
+    grace: str = typer.Option("20s", "--grace", metavar="DURATION", help="apply's --grace for each app."),
+    timeout: str = typer.Option("3m", "--timeout", metavar="DURATION", help="apply's --timeout for each app."),
+) -> None:
+    from manual_deploy.config import load_config
+    from manual_deploy.errors import OperationFailed, UsageError
+    from manual_deploy.sandbox.check import check_env
+    from manual_deploy.sandbox.drill import pid_alive, read_ready
+
+    ready = read_ready(_dir(directory))
+    if not ready or not pid_alive(ready.get("pid")):
+        raise UsageError(f"the sandbox is not running in {_dir(directory)}", hint="start it: manual-deploy sandbox up")
+    config = load_config(ready["config"])
+    envs = list(env or config.environments)
+    for name in envs:
+        config.environment(name)
+    rows = [row for name in envs for row in check_env(ready, name, list(config.apps), grace=grace, timeout=timeout,
+                                                        out=ctx.obj.out)]
+    results = {"results": [row.__dict__ for row in rows]}
+    failed = [row for row in rows if not row.ok]
+    if not failed or not ctx.obj.out.json:  # with failures, JSON output is the error's own document
+        ctx.obj.out.result(results, "\n".join(row.line() for row in rows))
+    if failed:
+        raise OperationFailed(f"{len(failed)} of {len(rows)} app deploys would fail", details=results,
+                              hint="each FAILED line says why; fix the chart or the config repo, then `manual-deploy sandbox check` again")
 
 
 @sandbox_app.command("down", help="Stop every process the sandbox started (safe to run twice).")
