@@ -52,6 +52,7 @@ def up(
         deploy_repo = str(Path(deploy_repo).expanduser().resolve())
     ready = start(_dir(directory), session.out, deploy_repo=deploy_repo)
     session.out.info(f"next: eval \"$(manual-deploy sandbox env{'' if directory is None else f' --dir {directory}'})\"; cd {ready['app_checkout']}")
+    _drill_hint(session.out, ready)
     session.out.result(ready, "\n".join(env_lines(ready)))
 
 
@@ -63,7 +64,17 @@ def env(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--di
     ready = read_ready(_dir(directory))
     if not ready or not pid_alive(ready.get("pid")):
         raise UsageError(f"the sandbox is not running in {_dir(directory)}", hint="start it: manual-deploy sandbox up")
+    _drill_hint(ctx.obj.out, ready)
     ctx.obj.out.result(ready, "\n".join(env_lines(ready)))
+
+
+def _drill_hint(out, ready: dict) -> None:
+    """How to drill against the served config repo (on stderr: stdout is for `eval`)."""
+    served = ready.get("deploy_repo_source") or "the generated ingest-kube-deployment"
+    tag = ready.get("drill_tag", "sandbox")
+    out.info(f"config repo: {served}; every app has an image tagged {tag!r}: "
+             f"`manual-deploy apply --env prod --app ingest-broker --tag {tag} --yes`, "
+             f"or every app to every env: `manual-deploy sandbox check`")
 
 
 @sandbox_app.command("check", help="Deploy every configured app to each env in turn with the real helm; one line per "
