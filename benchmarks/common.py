@@ -214,6 +214,20 @@ class Bed:
         return timed_run(argv + list(extra), self.env)
 
 
+def seed_prerequisites(kube, apps_dir: Path, env: str = "prod") -> list[str]:
+    """Create what the fixture's charts reference (ingest-broker: Secrets and the `retained-gp2` class), as EKS has."""
+    from manual_deploy.sandbox import prerequisites
+    from manual_deploy.sandbox.deployrepo import INGEST_APPS
+
+    needs = prerequisites.Needs()
+    for app in INGEST_APPS:
+        overrides = {"environment": env, "image": "bench", "replicas": "1", "gitlab_app": app, "gitlab_env": env,
+                     "fastqImage": "bench"}
+        manifests = prerequisites.render(str(HELM), apps_dir / app, apps_dir / f"{env}.yaml", overrides, NS)
+        prerequisites.read(manifests, NS, needs)
+    return prerequisites.seed(kube, needs)
+
+
 @contextlib.contextmanager
 def deploy_bed(tmp: Path, *, history: int = 3, pod_start_delay: float = 0.2) -> Iterator[Bed]:
     """Real registry + ingest-kube-deployment fixture + emulated EKS (3 contexts) + kubeconfig + config."""
@@ -228,6 +242,7 @@ def deploy_bed(tmp: Path, *, history: int = 3, pod_start_delay: float = 0.2) -> 
         registry = start_registry(tmp / "registry")
         deploy_repo = make_deploy_repo(tmp / "deploy-config", history=history)
         kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=pod_start_delay, progress_deadline=2.0).start()
+        seed_prerequisites(kube, deploy_repo.work / "apps")
         write_kubeconfig(Path(env["KUBECONFIG"]), ingest_contexts(kube.url), token=KUBE_TOKEN)
         config = write_config(tmp / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url)
         yield Bed(tmp=tmp, env=env, config=config, registry=registry, deploy_repo=deploy_repo, kube=kube)

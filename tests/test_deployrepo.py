@@ -21,7 +21,9 @@ from manual_deploy.sandbox.deployrepo import (
     DeployRepo,
     add_history,
     make_deploy_repo,
+    claim_of,
     render_files,
+    secrets_of,
     service_of,
 )
 from manual_deploy.sandbox.gitrepos import git
@@ -73,11 +75,17 @@ def test_render_files_layout():
     accessioner = files["apps/ingest-node-accessioner/templates/deployment.yaml"]
     assert "image: quay.io/humancellatlas/ingest-node-accessioner:{{ .Values.image }}" in accessioner
     assert "replicas: 1\n" in accessioner
-    # Nothing in a template may need an object an empty cluster lacks.
+    # Only ingest-broker's chart needs objects an empty cluster lacks (Secrets, a StorageClass); the apps the
+    # deploy bed installs (tests/bed.py) need none, and only the broker and the UI have probes.
     for rel, text in files.items():
-        if "/templates/" in rel:
-            for needle in ("secretKeyRef", "configMapKeyRef", "persistentVolumeClaim", "volumes:", "Probe:"):
+        if "/templates/" in rel and not rel.startswith("apps/ingest-broker/"):
+            for needle in ("secretKeyRef", "configMapKeyRef", "persistentVolumeClaim", "PersistentVolumeClaim",
+                           "volumes:", "secretName"):
                 assert needle not in text, (rel, needle)
+            if not rel.startswith("apps/ingest-ui/"):
+                assert "Probe:" not in text, rel
+    assert "readinessProbe:" in files["apps/ingest-ui/templates/deployment.yaml"]
+    assert [a for a in INGEST_APPS if claim_of(a) or secrets_of(a)] == ["ingest-broker"]
     assert render_files(("ingest-core",)).keys() >= {"apps/ingest-core/Chart.yaml", "config/environment_prod"}
     assert "apps/ontology/Chart.yaml" not in render_files(("ingest-core",))
     with pytest.raises(ValueError):
@@ -328,6 +336,8 @@ def test_helm_template_every_app(shared_repo, env):
         else:
             assert container["image"] == image
         assert container["imagePullPolicy"] == "Always"
+        if app == "ingest-broker":
+            assert "PersistentVolumeClaim" in docs and container["volumeMounts"]
         expected = service_of(app)
         if expected is None:
             assert "Service" not in docs, app
@@ -339,7 +349,7 @@ def test_helm_template_every_app(shared_repo, env):
             assert (svc["spec"]["ports"][0]["port"], svc["spec"]["ports"][0]["targetPort"], svc["spec"]["type"]) == (
                 port, target, kind)
         if app == "ingest-validator":
-            env_vars = {e["name"]: e["value"] for e in container["env"]}
+            env_vars = {e["name"]: e.get("value") for e in container["env"]}
             fastq = "d2020-09-07.1" if env == "prod" else "54bcf9f"
             assert env_vars["FASTQ_VALIDATION_IMAGE"] == f"quay.io/ebi-ait/fastq_utils:{fastq}"
 
@@ -352,3 +362,68 @@ def test_helm_lint_every_chart(shared_repo, env):
     out = helm(apps, "lint", *INGEST_APPS, "-f", f"{env}.yaml", "--set-string",
                set_string("app", env, "quay.io/ebi-ait/app:abc1234") + ",fastqImage=quay.io/ebi-ait/fastq_utils:x")
     assert f"{len(INGEST_APPS)} chart(s) linted, 0 chart(s) failed" in out
+
+
+# ------------------------------------------------------------------- the broker's features, on both helms
+
+
+HELM_BINARIES = {name: REPO_ROOT / ".tools" / name for name in ("helm3", "helm4")}
+BROKER_SET = set_string("ingest-broker", "prod", "quay.io/ebi-ait/ingest-broker:abc1234") + ",fastqImage=x"
+
+
+def test_broker_chart_has_the_real_charts_features():
+    assert claim_of("ingest-broker") == ("spreadsheet-storage-claim", "retained-gp2")
+    assert secrets_of("ingest-broker") == {
+        "aws-keys": {"exporter-access-key-id", "exporter-access-key-secret"},
+        "api-keys": {"ingest-service-account-auth-info"},
+    }
+    for app in ("ingest-core", "ingest-exporter", "ingest-archiver", "ontology"):  # the bed's apps
+        assert claim_of(app) is None and secrets_of(app) == {}, app
+
+
+@pytest.mark.parametrize("name", sorted(HELM_BINARIES))
+def test_helm_template_and_lint_broker_on_both_helms(shared_repo, name, tmp_path):
+    binary = HELM_BINARIES[name]
+    if not binary.is_file():
+        pytest.skip(f"no {binary}")
+    apps = shared_repo.work / "apps"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HELM_CACHE_HOME": str(tmp_path / "cache"),
+           "HELM_CONFIG_HOME": str(tmp_path / "config"), "HELM_DATA_HOME": str(tmp_path / "data")}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([str(binary), *args], cwd=apps, capture_output=True, text=True, timeout=T, env=env)
+        assert proc.returncode == 0, f"{name} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = run("template", "ingest-broker", "ingest-broker", "-f", "prod.yaml", "--set-string", BROKER_SET)
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all(out) if doc}
+    assert set(docs) == {"Deployment", "Service", "PersistentVolumeClaim"}
+    claim = docs["PersistentVolumeClaim"]
+    assert claim["metadata"] == {"name": "spreadsheet-storage-claim", "namespace": "prod-environment"}
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "retained-gp2",
+                             "resources": {"requests": {"storage": "1Gi"}}}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert secret_env == {
+        "AWS_ACCESS_KEY_ID": {"name": "aws-keys", "key": "exporter-access-key-id"},
+        "AWS_SECRET_ACCESS_KEY": {"name": "aws-keys", "key": "exporter-access-key-secret"},
+    }
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/data/spreadsheets"]]["persistentVolumeClaim"] == {"claimName": "spreadsheet-storage-claim"}
+    secret = volumes[mounts["/etc/secrets"]]["secret"]
+    assert secret["secretName"] == "api-keys"
+    assert [i["key"] for i in secret["items"]] == ["ingest-service-account-auth-info"]
+    assert container["livenessProbe"] == {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 60,
+                                          "periodSeconds": 3}
+    assert container["ports"] == [{"name": "http", "containerPort": 5000}]
+    assert "readinessProbe" not in container
+
+    ui = run("template", "ingest-ui", "ingest-ui", "-f", "prod.yaml", "--set-string", BROKER_SET)
+    (ui_container,) = [d for d in yaml.safe_load_all(ui) if d and d["kind"] == "Deployment"][0]["spec"]["template"][
+        "spec"]["containers"]
+    assert ui_container["readinessProbe"]["httpGet"] == {"path": "/", "port": 4200}
+
+    linted = run("lint", "ingest-broker", "ingest-ui", "-f", "prod.yaml", "--set-string", BROKER_SET)
+    assert "2 chart(s) linted, 0 chart(s) failed" in linted

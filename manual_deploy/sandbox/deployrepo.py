@@ -9,9 +9,14 @@ Its shape follows github.com/ebi-ait/ingest-kube-deployment (the files are writt
 * `config/replicas/environment_<env>`: the replica counts, `INGEST_<APP>_REPLICAS=<n>` between `set -a`/`set +a`.
 
 The charts keep the real templates' shape (names, namespace, labels, annotations, image, replicas, ports,
-resources, plain env values) but leave out everything that needs objects an empty cluster does not have
-(secrets, volumes, the broker's persistent volume claim) and the probes, so every chart installs into a
-cluster that holds only the `<env>-environment` namespace.
+resources, plain env values), and each feature the real charts use is a `_Chart` option, off by default:
+`claim` (a PersistentVolumeClaim template the pod mounts), `secret_env` (env from `secretKeyRef`),
+`secret_volume` (a Secret mounted as files), `liveness` and `readiness` (httpGet probes). ingest-broker has
+the claim, the Secret env, the Secret volume and a liveness probe, as the team's chart has; ingest-ui a
+readiness probe. Only ingest-broker needs objects an empty cluster lacks (the `aws-keys` and `api-keys`
+Secrets, the `retained-gp2` StorageClass): a sandbox or test creates them first
+(`manual_deploy.sandbox.prerequisites`). Every other chart installs into a cluster that holds only the
+`<env>-environment` namespace.
 
 Git is driven with plain `git` subprocesses (argument lists only, timeouts on each) through
 `manual_deploy.sandbox.gitrepos`, so the fixture does not depend on the code under test.
@@ -98,6 +103,38 @@ class _Service:
 
 
 @dataclass(frozen=True)
+class _Claim:
+    """A PersistentVolumeClaim template (templates/persistentvolumeclaim.yaml) and the pod's mount of it."""
+
+    name: str
+    storage_class: str
+    mount_path: str
+    volume: str  # the pod's volume name
+    size: str = "1Gi"
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+
+
+@dataclass(frozen=True)
+class _SecretVolume:
+    """A Secret mounted as files: `items` are (key in the Secret, file name under mount_path)."""
+
+    volume: str
+    secret: str
+    items: tuple[tuple[str, str], ...]
+    mount_path: str
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """An httpGet probe; port None means the container's port (by name when it has one)."""
+
+    path: str = "/"
+    port: int | str | None = None
+    initial_delay: int = 0
+    period: int = 10
+
+
+@dataclass(frozen=True)
 class _Chart:
     name: str
     env: tuple[tuple[str, str], ...] = ()  # (NAME, value exactly as written after `value: `)
@@ -117,6 +154,12 @@ class _Chart:
     values_placeholders: tuple[str, ...] = ("environment", "image", "replicas")
     values_extra: str = ""
     helmignore: bool = True
+    # Features that need cluster objects or behaviour beyond a bare namespace (all off by default):
+    claim: _Claim | None = None
+    secret_env: tuple[tuple[str, str, str], ...] = ()  # (NAME, Secret name, key), after the plain env
+    secret_volume: _SecretVolume | None = None
+    liveness: _Probe | None = None
+    readiness: _Probe | None = None
 
 
 _INGEST_API = "http://$(INGEST_CORE_SERVICE_SERVICE_HOST):$(INGEST_CORE_SERVICE_SERVICE_PORT)"
@@ -138,6 +181,16 @@ _CHARTS: dict[str, _Chart] = {
             port_name="http",
             memory=("1.5Gi", "400Mi"),
             service=_Service(80, 5000),
+            claim=_Claim("spreadsheet-storage-claim", "retained-gp2", "/data/spreadsheets", "spreadsheets"),
+            secret_env=(
+                ("AWS_ACCESS_KEY_ID", "aws-keys", "exporter-access-key-id"),
+                ("AWS_SECRET_ACCESS_KEY", "aws-keys", "exporter-access-key-secret"),
+            ),
+            secret_volume=_SecretVolume(
+                "service-account", "api-keys", (("ingest-service-account-auth-info", "service-account.json"),),
+                "/etc/secrets",
+            ),
+            liveness=_Probe("/", initial_delay=60, period=3),
         ),
         _Chart(
             "ingest-core",
@@ -244,6 +297,7 @@ _CHARTS: dict[str, _Chart] = {
             port=4200,
             memory=("20Mi", "15Mi"),
             service=_Service(80, 4200),
+            readiness=_Probe("/", initial_delay=10, period=5),
         ),
         _Chart(
             "ingest-graph-validator",
@@ -366,16 +420,33 @@ def _deployment_yaml(c: _Chart) -> str:
     if c.dns_policy:
         out += ["      dnsPolicy: Default"]
     out += ["      containers:", f"      - name: {c.name}", f"        image: {c.image}", "        imagePullPolicy: Always"]
-    if c.env:
+    if c.env or c.secret_env:
         out += ["        env:"]
         for name, value in c.env:
             out += [f"        - name: {name}", f"          value: {value}"]
+        for name, secret, key in c.secret_env:
+            out += [f"        - name: {name}", "          valueFrom:", "            secretKeyRef:",
+                    f"              name: {secret}", f"              key: {key}"]
     if c.port is not None:
         out += ["        ports:"]
         if c.port_name:
             out += [f"        - name: {c.port_name}", f"          containerPort: {c.port}"]
         else:
             out += [f"        - containerPort: {c.port}"]
+    if c.claim or c.secret_volume:
+        out += ["        volumeMounts:"]
+        if c.claim:
+            out += [f"        - name: {c.claim.volume}", f"          mountPath: {c.claim.mount_path}"]
+        if c.secret_volume:
+            out += [f"        - name: {c.secret_volume.volume}", f"          mountPath: {c.secret_volume.mount_path}",
+                    "          readOnly: true"]
+    for kind, probe in (("livenessProbe", c.liveness), ("readinessProbe", c.readiness)):
+        if probe:
+            port = probe.port if probe.port is not None else (c.port_name or c.port)
+            if port is None:
+                raise ValueError(f"{c.name}: a {kind} needs a port")
+            out += [f"        {kind}:", "          httpGet:", f"            path: {probe.path}", f"            port: {port}",
+                    f"          initialDelaySeconds: {probe.initial_delay}", f"          periodSeconds: {probe.period}"]
     if c.memory or c.cpu:
         out += ["        resources:"]
         for i, section in enumerate(("limits", "requests")):
@@ -384,6 +455,36 @@ def _deployment_yaml(c: _Chart) -> str:
                 out += [f"            memory: {c.memory[i]}"]
             if c.cpu:
                 out += [f"            cpu: {c.cpu[i]}"]
+    if c.claim or c.secret_volume:
+        out += ["      volumes:"]
+        if c.claim:
+            out += [f"      - name: {c.claim.volume}", "        persistentVolumeClaim:",
+                    f"          claimName: {c.claim.name}"]
+        if c.secret_volume:
+            v = c.secret_volume
+            out += [f"      - name: {v.volume}", "        secret:", f"          secretName: {v.secret}", "          items:"]
+            for key, path in v.items:
+                out += [f"          - key: {key}", f"            path: {path}"]
+    return "\n".join(out) + "\n"
+
+
+def _claim_yaml(c: _Chart) -> str:
+    k = c.claim
+    assert k is not None
+    out = [
+        "apiVersion: v1",
+        "kind: PersistentVolumeClaim",
+        "metadata:",
+        f"  name: {k.name}",
+        "  namespace: {{ .Values.environment }}-environment",
+        "spec:",
+        "  accessModes:",
+        *[f"  - {mode}" for mode in k.access_modes],
+        f"  storageClassName: {k.storage_class}",
+        "  resources:",
+        "    requests:",
+        f"      storage: {k.size}",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -665,7 +766,26 @@ def render_files(apps: tuple[str, ...] = INGEST_APPS) -> dict[str, str]:
         files[f"{base}/templates/deployment.yaml"] = _deployment_yaml(c)
         if c.service:
             files[f"{base}/templates/service.yaml"] = _service_yaml(c)
+        if c.claim:
+            files[f"{base}/templates/persistentvolumeclaim.yaml"] = _claim_yaml(c)
     return files
+
+
+def claim_of(app: str) -> tuple[str, str] | None:
+    """(claim name, storageClassName) of the app's PersistentVolumeClaim in the fixture, or None."""
+    k = _CHARTS[app].claim
+    return (k.name, k.storage_class) if k else None
+
+
+def secrets_of(app: str) -> dict[str, set[str]]:
+    """The Secrets the app's chart reads ({name: keys}), from its env and its Secret volume."""
+    c = _CHARTS[app]
+    out: dict[str, set[str]] = {}
+    for _, secret, key in c.secret_env:
+        out.setdefault(secret, set()).add(key)
+    if c.secret_volume:
+        out.setdefault(c.secret_volume.secret, set()).update(key for key, _ in c.secret_volume.items)
+    return out
 
 
 def service_of(app: str) -> tuple[int, int, str] | None:
