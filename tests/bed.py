@@ -35,8 +35,16 @@ class Bed:
         return client.AppsV1Api(api), client.CoreV1Api(api), client.CoordinationV1Api(api)
 
 
+BED_APPS = """  ingest-core: {}
+  ingest-exporter: {}
+  ingest-archiver: {replicas_variable: null}
+  ontology: {image_style: tag, replicas_variable: null}
+"""
+
+
 def write_bed_config(path: Path, *, registry_url: str, deploy_url: str, helm: Path, cluster_server: str | None = None,
-                     api_url: str | None = None) -> Path:
+                     api_url: str | None = None, apps: str = BED_APPS) -> Path:
+    """The bed's config file; `apps`: the YAML lines under `apps:` (default: the four apps the bed deploys)."""
     server = f", cluster_server: '{cluster_server}'" if cluster_server else ""
     api_url = api_url or f"{registry_url}/api/v1"
     path.write_text(
@@ -49,11 +57,7 @@ environments:
   staging: {{kube_context: ingest-eks-staging, namespace: staging-environment, config_branch: master, source_branch: master}}
   prod: {{kube_context: ingest-eks-prod, namespace: prod-environment, config_branch: master, source_branch: master, confirm: true{server}}}
 apps:
-  ingest-core: {{}}
-  ingest-exporter: {{}}
-  ingest-archiver: {{replicas_variable: null}}
-  ontology: {{image_style: tag, replicas_variable: null}}
-"""
+{apps}"""
     )
     return path
 

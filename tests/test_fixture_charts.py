@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bed import NS, history
+from bed import NS, history, write_bed_config
 from manual_deploy.sandbox import prerequisites
 from manual_deploy.sandbox.deployrepo import (
     DEFAULT_REPLICAS,
@@ -36,31 +36,13 @@ ACCESSIONER_REPO = "humancellatlas/ingest-node-accessioner"  # another quay org 
 
 
 def write_all_apps_config(path: Path, *, registry_url: str, registry_host: str, deploy_url: str, helm: Path) -> Path:
-    """tests/bed.py's write_bed_config with every fixture app (settings as in configs/ingest.yaml)."""
-    path.write_text(
-        f"""
-registry: {{url: "{registry_url}", api_url: "{registry_url}/api/v1", namespace: ebi-ait}}
-deployment_repo: {{url: "{deploy_url}"}}
-helm: {{executable: "{helm}"}}
-environments:
-  dev: {{kube_context: ingest-eks-dev, namespace: dev-environment, config_branch: dev, source_branch: dev}}
-  staging: {{kube_context: ingest-eks-staging, namespace: staging-environment, config_branch: master, source_branch: master}}
-  prod: {{kube_context: ingest-eks-prod, namespace: prod-environment, config_branch: master, source_branch: master, confirm: true}}
-apps:
-  ingest-broker: {{}}
-  ingest-core: {{}}
-  ingest-exporter: {{}}
-  ingest-staging-manager: {{}}
-  ingest-state-tracking: {{}}
-  ingest-validator: {{}}
-  ingest-ui: {{}}
-  ingest-graph-validator: {{}}
-  ingest-archiver: {{replicas_variable: null}}
-  ontology: {{image_style: tag, replicas_variable: null}}
-  ingest-node-accessioner: {{image_style: tag, image_repo: "{registry_host}/{ACCESSIONER_REPO}", replicas_variable: null}}
-"""
-    )
-    return path
+    """The bed's config with every fixture app (settings as in configs/ingest.yaml)."""
+    apps = "".join(f"  {app}: {{}}\n" for app in INGEST_APPS if app not in FIXED_REPLICAS) + (
+        "  ingest-archiver: {replicas_variable: null}\n"
+        "  ontology: {image_style: tag, replicas_variable: null}\n"
+        f'  ingest-node-accessioner: {{image_style: tag, image_repo: "{registry_host}/{ACCESSIONER_REPO}", '
+        "replicas_variable: null}\n")
+    return write_bed_config(path, registry_url=registry_url, deploy_url=deploy_url, helm=helm, apps=apps)
 
 
 def all_apps(bed, tmp_path: Path, apps: tuple[str, ...] = INGEST_APPS):
