@@ -187,7 +187,7 @@ def login_hint(said: str, user: User) -> str:
     profile = plugin.profile if plugin else None
     with_profile = f" --profile {profile}" if profile else ""
     text = said.lower()
-    if "sso" in text or "expired" in text or "token has expired" in text:
+    if "sso" in text or "expired" in text:
         return f"log in again: `aws sso login{with_profile}`, then re-run this command"
     if "could not be found" in text and "profile" in text:
         return (f"the AWS profile {profile or '(AWS_PROFILE)'} is not in ~/.aws/config: pick one from "

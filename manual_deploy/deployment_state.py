@@ -17,10 +17,6 @@ class Verdict:
     state: str  # "progressing" | "done" | "failed"
     message: str  # without the Deployment's name: callers say which one
 
-    @property
-    def finished(self) -> bool:
-        return self.state != "progressing"
-
 
 @dataclass(frozen=True)
 class DeploymentState:

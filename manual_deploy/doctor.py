@@ -355,7 +355,7 @@ def access_checks(target: kube.Target) -> list[Check]:
     except ApiException as exc:
         if exc.status in (401, 403):
             return [Check(name, FAIL, f"the cluster refuses your credentials (HTTP {exc.status} {exc.reason})",
-                          _unmapped_hint(target))]
+                          _unmapped_hint())]
         return [Check(name, FAIL, f"cannot ask what you may do: {_kube_error(exc)}", _cluster_hint(target))]
     except Exception as exc:  # noqa: BLE001 - any failure is the answer this check reports
         return [Check(name, FAIL, f"cannot ask what you may do: {_kube_error(exc)}", _cluster_hint(target))]
@@ -367,7 +367,7 @@ def access_checks(target: kube.Target) -> list[Check]:
                   _missing_hint(target, verb, resource)) for verb, resource, why in missing]
 
 
-def _unmapped_hint(target: kube.Target) -> str:
+def _unmapped_hint() -> str:
     return ("your role is probably not mapped in the cluster's aws-auth ConfigMap, or AWS_PROFILE points at another "
             "account: `aws sts get-caller-identity` shows who you are; ask a cluster admin to map that role")
 

@@ -159,9 +159,8 @@ def api_client(target: Target):
 
 
 # kubernetes' API and model modules import one another. Two threads importing that web from
-# different ends (the lock's Lease API, the verifier's Deployment and Pod APIs) can get a
-# half-initialised module from Python's import deadlock breaker, so they are imported here, by
-# one thread at a time.
+# different ends (the warm-up and the lock threads) can get a half-initialised module from Python's
+# import deadlock breaker, so the lock's modules are imported here, by one thread at a time.
 _IMPORTING = threading.Lock()
 
 
@@ -172,10 +171,3 @@ def import_lock_client() -> None:
         from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
         from kubernetes.client.exceptions import ApiException  # noqa: F401
 
-
-def rollout_apis():
-    """kubernetes' AppsV1Api and CoreV1Api (≈ 0.6 s of model classes on first import)."""
-    with _IMPORTING:
-        from kubernetes.client import AppsV1Api, CoreV1Api
-
-    return AppsV1Api, CoreV1Api

@@ -4,7 +4,8 @@
   talk to git and the registry.
 - Every app's `helm status` starts as soon as the target is checked, while the image and config phases
   run (a helm process and a cluster round trip the plan would otherwise wait for).
-- helm gets a head start before the rollout watch is built (its API modules cost ≈ 0.5 s of CPU).
+- helm gets a head start before the watch's first look: until helm has written the new revision there is
+  nothing to watch, and on two cores the watch's reads would compete with helm rendering the chart.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from manual_deploy.helm import StatusRead
 from manual_deploy.kube import import_lock_client
 
-HELM_HEAD_START_S = 0.5  # helm's own start of an upgrade, before the rollout watch is built
+HELM_HEAD_START_S = 0.5  # helm's own start of an upgrade, before the watch looks
 MAX_EARLY_READS = 8
 
 EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (target, image, config, plan)
@@ -27,15 +28,15 @@ EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (
 def warm_up_kubernetes_client() -> None:
     """Import what the deploy lock needs (kubeconfig loading, the Lease API) in the background.
 
-    Only that: the Deployment and Pod APIs (≈ 0.6 s of pydantic model classes) are first needed by
-    the rollout watch, which is built while helm is already running. Imported here as well, they
-    competed for the GIL with the main thread's own imports and held up the lock, and so helm.
+    Only that: the watch of the release reads plain JSON and needs no model classes; importing more
+    here (the Deployment and Pod APIs, ≈ 0.6 s of them) competed for the GIL with the main thread's
+    own imports and held up the lock, and so helm.
 
     Packages both threads need are imported here first, in this thread: two threads importing the
     same package (requests, whose modules import each other) in different orders can trip Python's
     import deadlock breaker, which hands one of them a half-initialised module (seen as
     "cannot import name 'parse_dict_header' from partially initialized module 'requests.utils'").
-    tests/test_verify.py checks that nothing else is shared.
+    tests/test_release_watch.py checks that nothing else is shared.
     """
     import requests  # noqa: F401
     import urllib3.util.retry  # noqa: F401
