@@ -57,6 +57,7 @@ class ApplyRequest:
     post_check: tuple[str, ...] | None = None
     rollback_on_check_failure: bool = False
     command: str = "apply"  # what the audit record and the team's messages call it (promote, deploy run apply too)
+    source_ref: str | None = None  # the git tag the image was built from, when its image tag is not one (promote --retag)
 
 
 @dataclass
@@ -389,11 +390,19 @@ class Apply:
             retry_hint=f"fix the image, then `manual-deploy apply --env {request.env} --app {app.name} --tag <fixed tag>`",
             rerun=f"manual-deploy apply --env {request.env} --app {app.name} --tag {plan.tag}",
             before=before,
-            record={"digest": plan.digest, "replicas": plan.replicas, "config_sha": self.deploy.sha},
+            record={"digest": plan.digest, "replicas": plan.replicas, "config_sha": self.deploy.sha,
+                    "ref": request.source_ref or plan.tag, "commit": self._commit_of(plan)},
         )
         if check:
             change.after.append(("post-check", lambda revision: self._post_check(change, plan, check, revision)))
         return change
+
+    def _commit_of(self, plan: AppPlan) -> str | None:
+        """The full SHA `tag` recorded for this very image tag in this checkout; else the runner asks the audit log."""
+        tagged = self.recorded.get("tag") or {}
+        if tagged.get("app") == plan.app.name and tagged.get("tag") == (self.request.source_ref or plan.tag):
+            return tagged.get("commit")
+        return None
 
     async def _recover(self, plan: AppPlan) -> None:
         helm, ns = self.release.helm(), self.target.namespace

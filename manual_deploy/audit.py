@@ -9,6 +9,7 @@ import getpass
 import json
 import os
 import socket
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from manual_deploy import paths
 
 
 def record(entry: dict[str, Any], *, log: Path | None = None) -> Path:
-    """Append `entry` (plus who, where, when) to the audit log and return its path."""
+    """Append `entry` (plus who, where, when, and an id `gitlab-sync` remembers it by) to the audit log."""
     target = log or paths.audit_log()
     target.parent.mkdir(parents=True, exist_ok=True)
     line = {
+        "id": uuid.uuid4().hex,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "user": getpass.getuser(),
         "host": socket.gethostname(),
@@ -49,3 +51,16 @@ def read(log: Path | None = None) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return records
+
+
+def commit_of(app: str, ref: str, log: Path | None = None) -> str | None:
+    """The full commit SHA an earlier record of `app` gave for the git tag `ref`.
+
+    A rollback or promote knows only the image tag it goes back to; the deploy that first shipped
+    that tag recorded its commit, which GitLab needs in full.
+    """
+    for entry in reversed(read(log)):
+        commit = entry.get("commit")
+        if entry.get("app") == app and entry.get("ref") == ref and isinstance(commit, str) and len(commit) == 40:
+            return commit
+    return None

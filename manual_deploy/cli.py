@@ -18,6 +18,7 @@ from manual_deploy import __version__, errors
 from manual_deploy.commands import apply as apply_cmd
 from manual_deploy.commands import deploy as deploy_cmd
 from manual_deploy.commands import doctor as doctor_cmd
+from manual_deploy.commands import gitlab_sync as gitlab_sync_cmd
 from manual_deploy.commands import history as history_cmd
 from manual_deploy.commands import promote as promote_cmd
 from manual_deploy.commands import rollback as rollback_cmd
@@ -98,6 +99,7 @@ app.command("rollback", help=rollback_cmd.HELP, epilog=EXIT_CODES_HELP)(rollback
 app.command("status", help=status_cmd.HELP, epilog=EXIT_CODES_HELP)(status_cmd.command)
 app.command("history", help=history_cmd.HELP, epilog=EXIT_CODES_HELP)(history_cmd.command)
 app.command("doctor", help=doctor_cmd.HELP, epilog=EXIT_CODES_HELP)(doctor_cmd.command)
+app.command("gitlab-sync", help=gitlab_sync_cmd.HELP, epilog=EXIT_CODES_HELP)(gitlab_sync_cmd.command)
 app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
 
 

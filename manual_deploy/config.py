@@ -92,6 +92,12 @@ class Notify(_Strict):
     webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; or $MANUAL_DEPLOY_WEBHOOK_URL")
 
 
+class GitLab(_Strict):
+    url: str | None = Field(None, description="GitLab base URL whose deployment records `gitlab-sync` fills in; null: none")
+
+    _url = field_validator("url")(lambda value: None if value is None else _http_url(value))
+
+
 class Config(_Strict):
     registry: Registry
     deployment_repo: DeploymentRepo
@@ -99,6 +105,7 @@ class Config(_Strict):
     apps: dict[str, App]
     helm: Helm = Field(default_factory=Helm)
     notify: Notify = Field(default_factory=Notify)
+    gitlab: GitLab = Field(default_factory=GitLab)
     _source: str = PrivateAttr("<memory>")
 
     @property

@@ -112,6 +112,7 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
         from manual_deploy.apply import resolve_image
 
         digest = resolve_image(config, app, tag, None, out)
+    source_ref = tag  # the git tag GitLab knows; a --retag tag exists only in the registry
     if request.retag:
         if digest is None:
             raise UsageError(f"{app.name}'s chart takes a bare tag; --retag needs a digest")
@@ -121,7 +122,7 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
         env=request.target, apps=(app.name,), image=image if app.image_style != "tag" else None,
         tag=tag if app.image_style == "tag" else None, kubeconfig=request.kubeconfig, yes=request.yes,
         reason=request.reason or f"promote from {request.source}", timeout_s=request.timeout_s, grace_s=request.grace_s,
-        command="promote",
+        command="promote", source_ref=source_ref,
     )
     summary = run_apply(config, apply_request, out)
     return {**summary, "promoted_from": request.source, "image": image}

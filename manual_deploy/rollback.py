@@ -15,6 +15,7 @@ from manual_deploy.config import Config
 from manual_deploy.console import Output
 from manual_deploy.errors import Interrupted, ManualDeployError, Refused, UsageError
 from manual_deploy.helm import Revision, helm_error
+from manual_deploy.images import ImageRef
 from manual_deploy.kube import resolve_target
 from manual_deploy.release.outcome import Phases
 from manual_deploy.release.runner import Change, Guard, ReleaseTransaction
@@ -134,5 +135,5 @@ async def _plan(release: ReleaseTransaction, app, request: RollbackRequest, out:
         retry_hint=(f"pick another revision: `helm history {app.release} -n {ns}` then "
                     f"`manual-deploy rollback --env {request.env} --app {app.name} --revision N`"),
         rerun=f"manual-deploy rollback --env {request.env} --app {app.name} --revision {chosen.number}",
-        record={"to_revision": chosen.number},
+        record={"to_revision": chosen.number, "ref": ImageRef.parse(back_image).tag},
     )

@@ -140,6 +140,7 @@ class AppStatus:
     config_sha: str | None = None
     drift: list[Drift] = field(default_factory=list)
     error: str | None = None
+    gitlab: str | None = None  # whether GitLab has a record of the last deploy made from this machine
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -447,6 +448,7 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
     for env in envs:
         if not env.error:
             _add_drift(env, apps, readings[env.env])
+    _add_gitlab(config, envs)
     report = StatusReport(envs)
     if all(env.error for env in envs):
         first = envs[0]
@@ -455,6 +457,21 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
     if report.drift_count:
         out.warn(f"{report.drift_count} drift(s) found: the cluster is not what helm / the config repo says")
     return report
+
+
+def _add_gitlab(config: Config, envs: list[EnvStatus]) -> None:
+    """From the audit log and what `gitlab-sync` remembers: no GitLab call, so it works while GitLab is down."""
+    from manual_deploy.gitlab_records import SyncMemory, gitlab_state, manual_deploys
+
+    if not config.gitlab.url:
+        return
+    memory, last = SyncMemory(), {}
+    for deploy in manual_deploys(config):
+        last[(deploy.env, deploy.app)] = deploy
+    for env in envs:
+        for name, row in env.apps.items():
+            deploy = last.get((env.env, name))
+            row.gitlab = gitlab_state(deploy, memory) if deploy else ("not from this machine" if row.deployed_by else "-")
 
 
 # --- text ----------------------------------------------------------------------------------------------
@@ -521,7 +538,7 @@ def _single_env_table(env: EnvStatus):
     from rich.text import Text
 
     table = Table(title=_title(env), title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("APP", "REV", "STATUS", "TAG", "DIGEST", "READY", "DEPLOYED", "BY", "REASON", "CONFIG", "DRIFT"):
+    for name in ("APP", "REV", "STATUS", "TAG", "DIGEST", "READY", "DEPLOYED", "BY", "REASON", "CONFIG", "GITLAB", "DRIFT"):
         table.add_column(name, overflow="fold", max_width=48 if name in ("REASON", "DRIFT") else None)
     for row in env.apps.values():
         drifted = bool(row.drift or row.error)
@@ -540,6 +557,7 @@ def _single_env_table(env: EnvStatus):
             by,
             reason,
             row.config_sha or "-",
+            Text(row.gitlab or "-", style="yellow" if (row.gitlab or "").startswith("not recorded") else ""),
             Text(_drift_cell(row), style="bold yellow" if drifted else ""),
         )
     return table
@@ -561,6 +579,8 @@ def _multi_env_cell(env: EnvStatus, row: AppStatus | None):
         text.append(f" · {_ready(row)}\n{ImageRef.parse(row.image).short()}\n{age(parse_time(row.deployed_at))}")
         if row.deployed_by:
             text.append(f" · {who(row.deployed_by)}")
+        if (row.gitlab or "").startswith("not recorded"):
+            text.append("\nGitLab: not recorded", style="yellow")
     drift = _drift_cell(row)
     if drift:
         text.append(f"\n{drift}", style="bold yellow")

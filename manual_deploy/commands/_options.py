@@ -38,9 +38,10 @@ def apply_request(*, timeout: str, grace: str, post_check: str | None, **fields)
 
 
 def summary_text(summary: dict) -> str:
-    """One line per app (`app env result revision image`), or the plan and diff of a dry run."""
+    """One line per app (`app env result revision image [GitLab record]`), or the plan and diff of a dry run."""
     if summary.get("dry_run"):
         return "\n".join(f"{r['plan']}\n{r['diff'] or '(no manifest changes)'}" for r in summary["results"])
     return "\n".join(
-        f"{r['app']}\t{summary['env']}\t{r['result']}\trevision {r.get('new_revision')}\t{r.get('image')}" for r in summary["results"]
+        f"{r['app']}\t{summary['env']}\t{r['result']}\trevision {r.get('new_revision')}\t{r.get('image')}"
+        + (f"\t{r['gitlab']}" if r.get("gitlab") else "") for r in summary["results"]
     )

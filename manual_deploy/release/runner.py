@@ -3,7 +3,7 @@
     [lock early, when nobody is asked] plan → confirm → lock all → notify start →
     per app: before-steps → helm under watch → final image check → after-steps
              (undo on failure) → unlock → audit
-    → notify end → one outcome for all apps
+    → record in GitLab (when it answers) → notify end → one outcome for all apps
 
 A verb (apply, rollback; deploy and promote go through apply) supplies the plan as `Change`s: which
 helm operation to start, which image every new pod must run afterwards, what to record.
@@ -15,6 +15,7 @@ import asyncio
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -78,6 +79,7 @@ class ReleaseTransaction:
         self._helm: HelmDriver | None = None
         self._kube = None
         self._kube_guard = threading.Lock()
+        self.audited: list[dict[str, Any]] = []  # this run's audit records, for GitLab
 
     # shared clients ------------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class ReleaseTransaction:
 
         outcomes = await asyncio.gather(*(bounded(c) for c in changes), return_exceptions=True)
         results, error = combine(changes, outcomes, self.guard.env)
+        await self._record_in_gitlab(results)
         if announced:
             detail = "; ".join(f"{r['app']}: {r['result']}" + (f" ({r['message']})" if r["result"] == "failed" else "")
                                for r in results)
@@ -293,14 +296,29 @@ class ReleaseTransaction:
         return f"release now at revision {current.number}, {current.status}: {current.description}"
 
     def _audit(self, change: Change, result: AppResult, lock) -> None:
-        audit.record({
+        """One line per app: what changed and, for GitLab's deployment record, which commit and tag it was."""
+        ref = change.record.get("ref")
+        entry = {
+            "id": uuid.uuid4().hex,
             "command": self.guard.command, "reason": self.guard.reason, "env": self.guard.env,
             "context": self.target.context, "namespace": self.target.namespace, "app": change.app.name,
-            "image": change.image_ref, **change.record,
+            "image": change.image_ref, "gitlab_project": change.app.gitlab_project, **change.record,
+            "commit": change.record.get("commit") or (audit.commit_of(change.app.name, ref) if ref else None),
             "old_revision": result.old_revision, "new_revision": result.new_revision, "result": result.result,
             "message": result.message, "timings": result.timings,
             "lock_broken_from": lock.broken.identity if lock.broken else None,
-        })
+        }
+        audit.record(entry)
+        self.audited.append(entry)
+
+    async def _record_in_gitlab(self, results: list[dict[str, Any]]) -> None:
+        """Tell GitLab what was deployed while it answers; say how to catch up when it does not."""
+        from manual_deploy.gitlab_sync import record_now
+
+        notes = await asyncio.to_thread(record_now, self.config, self.audited, self.out)
+        for row in results:
+            if row.get("app") in notes:
+                row["gitlab"] = notes[row["app"]]
 
 
 def _indent(text: str) -> str:

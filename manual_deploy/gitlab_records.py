@@ -1,0 +1,138 @@
+"""Manual deploys as GitLab deployment records: which audit records GitLab should know, and which it does.
+
+The audit log knows every manual deploy (env, app, tag, commit, result); `gitlab-sync` posts them.
+What was posted (or found already there) is remembered in `gitlab-sync.json` beside the audit log,
+by the audit record's id, so `status` can say offline whether GitLab knows an app's last deploy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from manual_deploy import audit, paths
+from manual_deploy.config import Config
+
+STATUS_OF = {"deployed": "success", "rolled back": "success", "failed": "failed", "interrupted": "canceled"}
+VERBS = frozenset({"apply", "deploy", "promote", "rollback"})
+CLOCK_SLACK = timedelta(minutes=10)  # the laptop's clock against GitLab's
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+MEMORY_FILE = "gitlab-sync.json"
+SYNC = "manual-deploy gitlab-sync"
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The record's id; records written before ids existed get one from what never changes in them."""
+    if record.get("id"):
+        return str(record["id"])
+    stable = {k: record.get(k) for k in ("at", "user", "host", "command", "env", "app", "image", "new_revision")}
+    return "h" + hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:31]
+
+
+def parse_time(text: str | None) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class ManualDeploy:
+    """One audit record, as GitLab's deployment record should say it."""
+
+    key: str
+    at: datetime
+    env: str
+    app: str
+    project: str
+    ref: str
+    commit: str | None
+    status: str
+    command: str
+    user: str
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], config: Config) -> ManualDeploy | None:
+        """None for what GitLab has no record for: dry runs, unchanged apps, other verbs, unreadable lines."""
+        status = STATUS_OF.get(str(record.get("result")))
+        at = parse_time(record.get("at"))
+        app, env = record.get("app"), record.get("env")
+        if record.get("command") not in VERBS or status is None or at is None or not app or not env:
+            return None
+        ref = record.get("ref") or _image_tag(record.get("image"))
+        if not ref:
+            return None
+        project = record.get("gitlab_project") or (config.app(app).gitlab_project if app in config.apps else f"hca/{app}")
+        commit = record.get("commit") if FULL_SHA.match(str(record.get("commit") or "")) else None
+        return cls(key=record_key(record), at=at, env=str(env), app=str(app), project=str(project), ref=str(ref),
+                   commit=commit, status=status, command=str(record["command"]), user=str(record.get("user") or "?"))
+
+    def describe(self) -> str:
+        return f"{self.env} {self.app}: {self.command} of {self.ref} ({self.status}) at {self.at:%Y-%m-%d %H:%M}Z by {self.user}"
+
+    def payload(self, sha: str | None) -> dict[str, Any]:
+        """What is POSTed; `ref` is always a git tag here (the image tag `manual-deploy tag` pushed)."""
+        return {"environment": self.env, "sha": sha, "ref": self.ref, "tag": True, "status": self.status}
+
+
+def _image_tag(image: Any) -> str | None:
+    from manual_deploy.images import ImageRef
+
+    return ImageRef.parse(str(image)).tag if image else None
+
+
+class SyncMemory:
+    """What was posted (or found already there), by audit record key; written after every change."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or paths.state_dir() / MEMORY_FILE
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        self.entries: dict[str, dict[str, Any]] = data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.entries.get(key)
+
+    def claimed(self) -> set[int]:
+        """GitLab deployment ids already standing for some record: never adopted for another."""
+        return {e["deployment_id"] for e in self.entries.values() if isinstance(e.get("deployment_id"), int)}
+
+    def remember(self, key: str, **info: Any) -> None:
+        self.entries[key] = {**info, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".gitlab-sync-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.entries, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def manual_deploys(config: Config, env: str | None = None, app: str | None = None) -> list[ManualDeploy]:
+    """Every manual deploy in the audit log GitLab should know of, oldest first."""
+    found = (ManualDeploy.from_record(r, config) for r in audit.read())
+    return [d for d in found if d and (env is None or d.env == env) and (app is None or d.app == app)]
+
+
+def pending(deploys: list[ManualDeploy], memory: SyncMemory) -> list[ManualDeploy]:
+    return [d for d in deploys if memory.get(d.key) is None]
+
+
+def gitlab_state(deploy: ManualDeploy | None, memory: SyncMemory) -> str:
+    """For `status`: whether GitLab has this deploy's record (as far as this machine knows)."""
+    if deploy is None:
+        return "-"
+    entry = memory.get(deploy.key)
+    if entry is None:
+        return f"not recorded (run `{SYNC}`)"
+    if entry.get("outcome") == "superseded":
+        return "superseded by a later CI deploy"
+    return f"recorded (#{entry.get('iid', '?')})"

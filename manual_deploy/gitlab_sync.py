@@ -1,0 +1,270 @@
+"""`gitlab-sync`: post the deployment records that manual deploys could not leave while GitLab was down.
+
+Oldest first per project and environment, so the Environments page ends on what really runs. It is
+idempotent twice over: what was posted is remembered, and GitLab's own latest records are read
+before posting, so a POST whose answer was lost is found, not repeated. A record GitLab cannot take
+yet (its mirror lacks the commit) is kept, and so is every newer one of the same stream, so the
+order on the page stays true. A manual deploy older than a CI deploy GitLab already shows is not
+posted: it would show as the newest and the page would lie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from manual_deploy.config import Config
+from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
+from manual_deploy.gitlab import TIMEOUT, TOKEN_ENV, TOKEN_HINT, GitLabClient, GitLabRefused, GitLabRejected, GitLabUnreachable, project_id
+from manual_deploy.gitlab_records import CLOCK_SLACK, SYNC, ManualDeploy, SyncMemory, manual_deploys, parse_time, pending
+
+BACK = f"run `{SYNC}` again when GitLab is back"
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    env: str | None = None
+    app: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class SyncReport:
+    recorded: list[dict[str, Any]] = field(default_factory=list)
+    already: list[dict[str, Any]] = field(default_factory=list)
+    superseded: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    would: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[GitLabRefused] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recorded": self.recorded, "already_known": self.already, "superseded": self.superseded,
+                "kept": self.kept, "would_record": self.would}
+
+    def line(self) -> str:
+        parts = [f"{len(self.recorded)} recorded", f"{len(self.already)} already known"]
+        parts += [f"{len(self.superseded)} superseded by later CI deploys"] if self.superseded else []
+        parts += [f"{len(self.would)} would be recorded"] if self.would else []
+        return ", ".join(parts) + f", {len(self.kept)} kept for the next run"
+
+
+def _row(deploy: ManualDeploy, **more: Any) -> dict[str, Any]:
+    return {"env": deploy.env, "app": deploy.app, "project": deploy.project, "ref": deploy.ref, "sha": deploy.commit,
+            "status": deploy.status, "command": deploy.command, "at": deploy.at.isoformat(), "record": deploy.key, **more}
+
+
+class Syncer:
+    """Posts one stream (project × environment) after another, oldest record first."""
+
+    def __init__(self, client: GitLabClient, memory: SyncMemory, out, *, dry_run: bool = False):
+        self.client, self.memory, self.out, self.dry_run = client, memory, out, dry_run
+        self.report = SyncReport()
+
+    def run(self, deploys: list[ManualDeploy]) -> SyncReport:
+        """401 and an unreachable GitLab stop everything; a 403/404 keeps only its own stream."""
+        streams: dict[tuple[str, str], list[ManualDeploy]] = {}
+        for deploy in deploys:
+            streams.setdefault((deploy.project, deploy.env), []).append(deploy)
+        for items in streams.values():
+            try:
+                self._stream(items)
+            except GitLabRefused as exc:
+                if exc.status == 401:
+                    raise
+                self.report.refusals.append(exc)
+                self._keep(items[len([d for d in items if self.memory.get(d.key)]):], exc.message)
+        return self.report
+
+    def _stream(self, items: list[ManualDeploy]) -> None:
+        existing = self.client.deployments(items[0].project, items[0].env)
+        for index, deploy in enumerate(items):
+            if self.memory.get(deploy.key):
+                continue
+            problem = self._one(deploy, existing)
+            if problem:
+                self._keep([deploy], problem)
+                self._keep(items[index + 1:], f"waits for the older record of {deploy.ref}, so GitLab's order stays true")
+                return
+
+    def _one(self, deploy: ManualDeploy, existing: list[dict[str, Any]]) -> str | None:
+        """Record one deploy; the reason it must wait, or None when GitLab now knows it (or must not)."""
+        newer = newer_ci_deploy(deploy, existing)
+        if newer is not None:
+            self._superseded(deploy, newer)
+            return None
+        sha = deploy.commit or self.client.tag_commit(deploy.project, deploy.ref)
+        if sha is None:
+            return (f"GitLab has no tag {deploy.ref} in {deploy.project} yet (its copy of the repository has not caught up)")
+        found = self._match(deploy, sha, existing)
+        if found is not None:
+            self._adopt(deploy, found)
+            return None
+        if self.dry_run:
+            self.report.would.append(_row(deploy, sha=sha, post=f"POST /api/v4/projects/{project_id(deploy.project)}/deployments",
+                                          body=deploy.payload(sha)))
+            self.out.info(f"would record {deploy.describe()}: POST {deploy.payload(sha)}")
+            return None
+        try:
+            created = self.client.create_deployment(deploy.project, **deploy.payload(sha))
+        except GitLabRejected as exc:
+            return f"{exc.message} (its copy of the repository may not have caught up yet)"
+        existing.insert(0, created)
+        self.memory.remember(deploy.key, outcome="recorded", deployment_id=created.get("id"), iid=created.get("iid"),
+                             project=deploy.project, status=deploy.status)
+        self.report.recorded.append(_row(deploy, sha=sha, deployment_id=created.get("id"), iid=created.get("iid")))
+        self.out.success(f"recorded {deploy.describe()} as deployment #{created.get('iid')}")
+        return None
+
+    def _match(self, deploy: ManualDeploy, sha: str, existing: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A record made through the API for this deploy, found when an earlier run's answer was lost."""
+        claimed = self.memory.claimed()
+        for item in reversed(existing):  # oldest first: two identical deploys claim one record each
+            made = parse_time(item.get("created_at"))
+            if (item.get("deployable") is None and item.get("id") not in claimed and item.get("sha") == sha
+                    and item.get("ref") == deploy.ref and made is not None and made >= deploy.at - CLOCK_SLACK):
+                return item
+        return None
+
+    def _adopt(self, deploy: ManualDeploy, found: dict[str, Any]) -> None:
+        if found.get("status") != deploy.status and not self.dry_run:
+            found = self.client.update_deployment(deploy.project, found["id"], deploy.status)
+        if not self.dry_run:
+            self.memory.remember(deploy.key, outcome="already known", deployment_id=found.get("id"), iid=found.get("iid"),
+                                 project=deploy.project, status=deploy.status)
+        self.report.already.append(_row(deploy, deployment_id=found.get("id"), iid=found.get("iid")))
+        self.out.info(f"already in GitLab: {deploy.describe()} (deployment #{found.get('iid')})")
+
+    def _superseded(self, deploy: ManualDeploy, newer: dict[str, Any]) -> None:
+        said = f"GitLab already shows CI deployment #{newer.get('iid')} of {newer.get('ref')}, made after it"
+        if not self.dry_run:
+            self.memory.remember(deploy.key, outcome="superseded", deployment_id=None, iid=newer.get("iid"),
+                                 project=deploy.project, status=deploy.status)
+        self.report.superseded.append(_row(deploy, by=newer.get("iid")))
+        self.out.info(f"not posted: {deploy.describe()}: {said}")
+
+    def _keep(self, deploys: list[ManualDeploy], reason: str) -> None:
+        for deploy in deploys:
+            self.report.kept.append(_row(deploy, reason=reason))
+            self.out.warn(f"kept for the next run: {deploy.describe()}: {reason}")
+
+
+def newer_ci_deploy(deploy: ManualDeploy, existing: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A successful CI deployment GitLab made after this manual deploy: the page already shows a later truth."""
+    for item in existing:
+        made = parse_time(item.get("created_at"))
+        if item.get("deployable") is not None and item.get("status") == "success" and made and made > deploy.at:
+            return item
+    return None
+
+
+def client_for(config: Config, *, token: str | None, session=None, timeout: tuple[float, float] = TIMEOUT) -> GitLabClient:
+    if not config.gitlab.url:
+        raise Refused(f"no GitLab is configured (gitlab.url in {config.source})",
+                      hint="add `gitlab: {url: https://gitlab.ebi.ac.uk}` to the config, then run `manual-deploy gitlab-sync`")
+    if not token:
+        raise Refused(f"{TOKEN_ENV} is not set: GitLab's deployment records cannot be written", hint=TOKEN_HINT)
+    return GitLabClient(config.gitlab.url, token, session=session, timeout=timeout)
+
+
+def run_sync(config: Config, request: SyncRequest, out) -> dict[str, Any]:
+    """The command: every manual deploy GitLab lacks, or one error that says what is kept and why."""
+    from manual_deploy.gitlab import token_from_env
+
+    if request.env:
+        config.environment(request.env)
+    if request.app:
+        config.app(request.app)
+    memory = SyncMemory()
+    todo = pending(manual_deploys(config, request.env, request.app), memory)
+    if not todo:
+        out.success("GitLab knows every manual deploy in the audit log; nothing to record")
+        return {**SyncReport().as_dict(), "summary": "nothing to record"}
+    out.step(f"{len(todo)} manual deploy(s) to give GitLab ({config.gitlab.url or 'no gitlab.url'}), oldest first")
+    syncer = Syncer(client_for(config, token=token_from_env()), memory, out, dry_run=request.dry_run)
+    try:
+        report = syncer.run(todo)
+    except GitLabUnreachable as exc:
+        done = len(syncer.report.recorded) + len(syncer.report.already)
+        raise OperationFailed(f"{exc.message}: {len(todo) - done} manual deploy(s) not recorded yet ({done} done before); "
+                              f"nothing is lost, the audit log keeps them", hint=BACK, details=syncer.report.as_dict()) from None
+    except GitLabRefused as exc:
+        raise type(exc)(f"{exc.message}; nothing is lost, {len(todo)} manual deploy(s) wait in the audit log",
+                        status=exc.status, hint=exc.hint) from None
+    result = {**report.as_dict(), "summary": report.line()}
+    if report.kept:
+        raise _kept_error(report, result)
+    out.success(report.line())
+    return result
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """stdout: one line per record posted (or that would be), then the counts."""
+    lines = [f"{r['env']}\t{r['app']}\t{r['ref']}\t{r['sha']}\t{r['status']}\tdeployment #{r['iid']}" for r in result["recorded"]]
+    lines += [f"{r['env']}\t{r['app']}\t{r['ref']}\t{r['sha']}\t{r['status']}\twould: {r['post']}" for r in result["would_record"]]
+    return "\n".join([*lines, result["summary"]])
+
+
+def _kept_error(report: SyncReport, result: dict[str, Any]) -> ManualDeployError:
+    """403 and 404 need a person (exit 3); a mirror that lags only needs time (exit 1)."""
+    if report.refusals:
+        exc = report.refusals[0]
+        row = next(r for r in report.kept if r["reason"] == exc.message)
+        if exc.status == 404:
+            hint = (f"set `gitlab_project:` for {row['app']} in the config to its path as in its GitLab URL "
+                    f"(now {row['project']}), then `{SYNC}`")
+            message = f"GitLab has no project {row['project']} (404)"
+        else:
+            hint = (f"ask a Maintainer of {row['project']} for the Developer role, or to be allowed to deploy to "
+                    f"{row['env']} (Settings → CI/CD → Protected environments); then `{SYNC}`")
+            message = (f"GitLab refused to record a deployment to {row['env']} in {row['project']} (403): the token's user "
+                       f"needs the Developer role, and {row['env']} may be a protected environment")
+        return Refused(f"{message}; {report.line()}", hint=hint, details=result)
+    first = report.kept[0]
+    return OperationFailed(f"{first['reason']}; {report.line()}",
+                           hint=f"run `{SYNC}` again once GitLab's copy of {first['project']} has the commit "
+                                f"(a pull mirror catches up after the outage)", details=result)
+
+
+def record_now(config: Config, entries: list[dict[str, Any]], out) -> dict[str, str]:
+    """After a deploy: record it (and anything older of its streams) while GitLab answers; a note per app.
+
+    Never fails the deploy. A GitLab that is down costs one refused connection or a short connect
+    timeout, and the summary says to run `gitlab-sync` later."""
+    import requests
+
+    from manual_deploy.gitlab import token_from_env
+
+    mine = [d for d in (ManualDeploy.from_record(e, config) for e in entries) if d]
+    if not mine or not config.gitlab.url:
+        return {}
+    memory = SyncMemory()
+    reason = None
+    try:
+        # No retries and short timeouts: a deploy's summary must not wait on a GitLab that is down.
+        client = client_for(config, token=token_from_env(), session=requests.Session(), timeout=(2.0, 5.0))
+        apps = {d.app for d in mine}
+        Syncer(client, memory, _Quiet(out)).run(pending([d for d in manual_deploys(config, mine[0].env) if d.app in apps], memory))
+    except ManualDeployError as exc:
+        reason = exc.message
+    notes = {}
+    for deploy in mine:
+        entry = memory.get(deploy.key)
+        if entry and entry.get("outcome") != "superseded":
+            notes[deploy.app] = f"recorded in GitLab as deployment #{entry.get('iid')}"
+        else:
+            notes[deploy.app] = "not recorded in GitLab"
+    missing = sorted(app for app, note in notes.items() if note.startswith("not"))
+    if missing:
+        out.warn(f"{', '.join(missing)}: not recorded in GitLab ({reason or 'see above'}); "
+                 f"run `{SYNC}` once GitLab is back")
+    return notes
+
+
+class _Quiet:
+    """The sync's per-record lines, shown only with -v while apply's own summary has the word."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def __getattr__(self, name):
+        return self.out.debug
