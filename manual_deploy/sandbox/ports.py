@@ -80,11 +80,19 @@ class BackgroundHTTPServer:
         self._thread: threading.Thread | None = None
         self.port = 0
 
-    def start(self) -> int:
-        """Bind port 0 (no race), start serving, return the port."""
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self, port: int = 0) -> int:
+        """Bind `port` (default 0: a free one, no race), start serving, return the port.
+
+        A fixed port is for coming back after stop() on the same URL (an outage that ends); the stdlib server
+        sets SO_REUSEADDR, so connections of the previous socket left in TIME_WAIT do not block the rebind.
+        """
         if self._server is not None:
             return self.port
-        server = ThreadingHTTPServer((LOOPBACK, 0), self._handler)
+        server = ThreadingHTTPServer((LOOPBACK, port), self._handler)
         server.daemon_threads = True
         server.owner = self._owner  # type: ignore[attr-defined]
         self._server = server
