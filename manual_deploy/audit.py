@@ -17,8 +17,8 @@ from typing import Any
 from manual_deploy import paths
 
 
-def record(entry: dict[str, Any], *, log: Path | None = None) -> Path:
-    """Append `entry` (plus who, where, when, and an id `gitlab-sync` remembers it by) to the audit log."""
+def record(entry: dict[str, Any], *, log: Path | None = None) -> dict[str, Any]:
+    """Append `entry` (plus who, where, when, and an id `gitlab-sync` remembers it by); returns the line written."""
     target = log or paths.audit_log()
     target.parent.mkdir(parents=True, exist_ok=True)
     line = {
@@ -34,7 +34,7 @@ def record(entry: dict[str, Any], *, log: Path | None = None) -> Path:
         os.write(fd, data)
     finally:
         os.close(fd)
-    return target
+    return line
 
 
 def read(log: Path | None = None) -> list[dict[str, Any]]:

@@ -70,7 +70,8 @@ class ManualDeploy:
         ref = record.get("ref") or _image_tag(record.get("image"))
         if not ref:
             return None
-        project = record.get("gitlab_project") or (config.app(app).gitlab_project if app in config.apps else f"hca/{app}")
+        # The config wins: a path fixed there after a 404 must apply to the records already written.
+        project = config.app(app).gitlab_project if app in config.apps else (record.get("gitlab_project") or f"hca/{app}")
         commit = record.get("commit") if FULL_SHA.match(str(record.get("commit") or "")) else None
         return cls(key=record_key(record), at=at, env=str(env), app=str(app), project=str(project), ref=str(ref),
                    commit=commit, status=status, command=str(record["command"]), user=str(record.get("user") or "?"))

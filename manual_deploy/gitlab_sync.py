@@ -94,7 +94,7 @@ class Syncer:
             return None
         sha = deploy.commit or self.client.tag_commit(deploy.project, deploy.ref)
         if sha is None:
-            return (f"GitLab has no tag {deploy.ref} in {deploy.project} yet (its copy of the repository has not caught up)")
+            return f"GitLab's copy of {deploy.project} has no tag {deploy.ref} yet: its mirror has not caught up"
         found = self._match(deploy, sha, existing)
         if found is not None:
             self._adopt(deploy, found)
@@ -107,7 +107,7 @@ class Syncer:
         try:
             created = self.client.create_deployment(deploy.project, **deploy.payload(sha))
         except GitLabRejected as exc:
-            return f"{exc.message} (its copy of the repository may not have caught up yet)"
+            return _rejection(deploy, sha, exc)
         existing.insert(0, created)
         self.memory.remember(deploy.key, outcome="recorded", deployment_id=created.get("id"), iid=created.get("iid"),
                              project=deploy.project, status=deploy.status)
@@ -146,6 +146,15 @@ class Syncer:
         for deploy in deploys:
             self.report.kept.append(_row(deploy, reason=reason))
             self.out.warn(f"kept for the next run: {deploy.describe()}: {reason}")
+
+
+def _rejection(deploy: ManualDeploy, sha: str, exc: GitLabRejected) -> str:
+    """GitLab checks the commit and the tag in its own copy of the repository: missing there means a lagging mirror."""
+    missing = [what for key, what in (("ref", f"tag {deploy.ref}"), ("sha", f"commit {sha[:8]}")) if key in exc.problems]
+    if not missing:
+        return exc.message
+    said = "; ".join(text for key in ("ref", "sha") for text in exc.problems.get(key, []))
+    return f"GitLab's copy of {deploy.project} has no {' and no '.join(missing)} yet ({said}): its mirror has not caught up"
 
 
 def newer_ci_deploy(deploy: ManualDeploy, existing: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -221,8 +230,9 @@ def _kept_error(report: SyncReport, result: dict[str, Any]) -> ManualDeployError
         return Refused(f"{message}; {report.line()}", hint=hint, details=result)
     first = report.kept[0]
     return OperationFailed(f"{first['reason']}; {report.line()}",
-                           hint=f"run `{SYNC}` again once GitLab's copy of {first['project']} has the commit "
-                                f"(a pull mirror catches up after the outage)", details=result)
+                           hint=f"run `{SYNC}` again once GitLab's copy of {first['project']} has caught up (a pull mirror "
+                                f"does after the outage; Settings → Repository → Mirroring repositories → Update now)",
+                           details=result)
 
 
 def record_now(config: Config, entries: list[dict[str, Any]], out) -> dict[str, str]:

@@ -43,12 +43,13 @@ BED_APPS = """  ingest-core: {}
 
 
 def write_bed_config(path: Path, *, registry_url: str, deploy_url: str, helm: Path, cluster_server: str | None = None,
-                     api_url: str | None = None, apps: str = BED_APPS) -> Path:
+                     api_url: str | None = None, apps: str = BED_APPS, gitlab_url: str | None = None) -> Path:
     """The bed's config file; `apps`: the YAML lines under `apps:` (default: the four apps the bed deploys)."""
     server = f", cluster_server: '{cluster_server}'" if cluster_server else ""
     api_url = api_url or f"{registry_url}/api/v1"
+    gitlab = f'gitlab: {{url: "{gitlab_url}"}}' if gitlab_url else ""
     path.write_text(
-        f"""
+        f"""{gitlab}
 registry: {{url: "{registry_url}", api_url: "{api_url}", namespace: ebi-ait}}
 deployment_repo: {{url: "{deploy_url}"}}
 helm: {{executable: "{helm}"}}

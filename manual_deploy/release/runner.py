@@ -15,7 +15,6 @@ import asyncio
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -299,7 +298,6 @@ class ReleaseTransaction:
         """One line per app: what changed and, for GitLab's deployment record, which commit and tag it was."""
         ref = change.record.get("ref")
         entry = {
-            "id": uuid.uuid4().hex,
             "command": self.guard.command, "reason": self.guard.reason, "env": self.guard.env,
             "context": self.target.context, "namespace": self.target.namespace, "app": change.app.name,
             "image": change.image_ref, "gitlab_project": change.app.gitlab_project, **change.record,
@@ -308,8 +306,7 @@ class ReleaseTransaction:
             "message": result.message, "timings": result.timings,
             "lock_broken_from": lock.broken.identity if lock.broken else None,
         }
-        audit.record(entry)
-        self.audited.append(entry)
+        self.audited.append(audit.record(entry))
 
     async def _record_in_gitlab(self, results: list[dict[str, Any]]) -> None:
         """Tell GitLab what was deployed while it answers; say how to catch up when it does not."""
