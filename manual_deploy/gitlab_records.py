@@ -133,7 +133,8 @@ def gitlab_state(deploy: ManualDeploy | None, memory: SyncMemory) -> str:
         return "-"
     entry = memory.get(deploy.key)
     if entry is None:
-        return f"not recorded (run `{SYNC}`)"
+        return "not recorded"
     if entry.get("outcome") == "superseded":
         return "superseded by a later CI deploy"
-    return f"recorded (#{entry.get('iid', '?')})"
+    status = entry.get("status")
+    return f"recorded (#{entry.get('iid', '?')}{'' if status == 'success' else f', {status}'})"

@@ -448,7 +448,7 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
     for env in envs:
         if not env.error:
             _add_drift(env, apps, readings[env.env])
-    _add_gitlab(config, envs)
+    _add_gitlab(config, envs, out)
     report = StatusReport(envs)
     if all(env.error for env in envs):
         first = envs[0]
@@ -459,7 +459,7 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
     return report
 
 
-def _add_gitlab(config: Config, envs: list[EnvStatus]) -> None:
+def _add_gitlab(config: Config, envs: list[EnvStatus], out: Output) -> None:
     """From the audit log and what `gitlab-sync` remembers: no GitLab call, so it works while GitLab is down."""
     from manual_deploy.gitlab_records import SyncMemory, gitlab_state, manual_deploys
 
@@ -472,6 +472,10 @@ def _add_gitlab(config: Config, envs: list[EnvStatus]) -> None:
         for name, row in env.apps.items():
             deploy = last.get((env.env, name))
             row.gitlab = gitlab_state(deploy, memory) if deploy else ("not from this machine" if row.deployed_by else "-")
+    missing = [f"{env.env}/{name}" for env in envs for name, row in env.apps.items() if row.gitlab == "not recorded"]
+    if missing:
+        out.warn(f"GitLab has no record of the last deploy of {', '.join(missing)}: run `manual-deploy gitlab-sync` "
+                 "(once GitLab is back)")
 
 
 # --- text ----------------------------------------------------------------------------------------------
@@ -557,7 +561,7 @@ def _single_env_table(env: EnvStatus):
             by,
             reason,
             row.config_sha or "-",
-            Text(row.gitlab or "-", style="yellow" if (row.gitlab or "").startswith("not recorded") else ""),
+            Text(row.gitlab or "-", style="yellow" if row.gitlab == "not recorded" else ""),
             Text(_drift_cell(row), style="bold yellow" if drifted else ""),
         )
     return table
@@ -579,7 +583,7 @@ def _multi_env_cell(env: EnvStatus, row: AppStatus | None):
         text.append(f" · {_ready(row)}\n{ImageRef.parse(row.image).short()}\n{age(parse_time(row.deployed_at))}")
         if row.deployed_by:
             text.append(f" · {who(row.deployed_by)}")
-        if (row.gitlab or "").startswith("not recorded"):
+        if row.gitlab == "not recorded":
             text.append("\nGitLab: not recorded", style="yellow")
     drift = _drift_cell(row)
     if drift:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then two drills.
+# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then two drills, then
+# GitLab's deployment records backfilled once it is back.
 # Everything below is the tool's real output; the sandbox is stopped whatever happens.
 set -uo pipefail
 MD="${MD:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/manual-deploy}"
@@ -15,6 +16,8 @@ run "$MD" sandbox up --dir "$DIR" >/dev/null || exit 1
 eval "$("$MD" sandbox env --dir "$DIR")"
 cd "$DIR/apps/ingest-core" || exit 1
 run "$MD" doctor --env prod || exit 1
+say "GitLab is down (the sandbox plays the outage: its GitLab refuses connections)"
+run "$MD" sandbox gitlab down || exit 1
 
 say "1. Tag the commit to ship (prod: it must be on master)"
 run "$MD" tag --env prod --reason "demo: GitLab is down" || exit 1
@@ -36,5 +39,11 @@ run "$MD" wait-image || exit 1
 expect_fail "$MD" apply --env prod --yes --grace 5s --reason "demo: crash drill" || exit 1
 run "$MD" status --env prod --app ingest-core || exit 1
 run "$MD" history --env prod --app ingest-core || exit 1
+
+say "GitLab is back: give it the deployment records of the deploys made without it, oldest first"
+run "$MD" sandbox gitlab up || exit 1
+run "$MD" gitlab-sync || exit 1
+run "$MD" gitlab-sync || exit 1
+run "$MD" status --env prod --app ingest-core || exit 1
 
 say "Done: the sandbox is stopped on exit."

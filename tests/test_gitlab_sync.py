@@ -73,7 +73,8 @@ def test_deploys_made_while_gitlab_is_down_are_recorded_in_order_once_it_is_back
     assert "unreachable" in down.stderr and "nothing is lost" in down.stderr
     assert "next: run `manual-deploy gitlab-sync` again when GitLab is back" in down.stderr
     status = cli("--config", config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core")
-    assert status.json()["envs"]["prod"]["apps"]["ingest-core"]["gitlab"] == "not recorded (run `manual-deploy gitlab-sync`)"
+    assert status.json()["envs"]["prod"]["apps"]["ingest-core"]["gitlab"] == "not recorded"
+    assert "GitLab has no record of the last deploy of prod/ingest-core: run `manual-deploy gitlab-sync`" in status.stderr
 
     gitlab.up()
     synced = cli("--config", config, "gitlab-sync")

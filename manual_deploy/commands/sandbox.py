@@ -9,7 +9,7 @@ import typer
 
 HELP = (
     "A local drill of the whole chain, no cloud account: an app repo, ingest-kube-deployment, the real "
-    "registry, a quay stand-in that builds pushed tags, an emulated cluster with the three ingest contexts."
+    "registry, a quay stand-in that builds pushed tags, a GitLab stand-in, an emulated cluster with the three ingest contexts."
 )
 DIR_HELP = "Where the sandbox lives (default: $MANUAL_DEPLOY_SANDBOX_DIR, which `sandbox env` sets, else the per-user state dir)."
 
@@ -107,6 +107,22 @@ def check(
     if failed:
         raise OperationFailed(f"{len(failed)} of {len(rows)} app deploys would fail", details=results,
                               hint="each FAILED line says why; fix the chart or the config repo, then `manual-deploy sandbox check` again")
+
+
+@sandbox_app.command("gitlab", help="Play the GitLab outage: `down` closes the sandbox's GitLab (connections refused), "
+                                      "`up` brings it back on the same URL with its records kept.")
+def gitlab(
+    ctx: typer.Context,
+    state: str = typer.Argument(..., metavar="down|up", help="down or up."),
+    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
+) -> None:
+    from manual_deploy.errors import UsageError
+    from manual_deploy.sandbox.drill import set_gitlab
+
+    if state not in ("down", "up"):
+        raise UsageError(f"unknown state {state!r} for the sandbox's GitLab", hint="manual-deploy sandbox gitlab down (or up)")
+    now = set_gitlab(_dir(directory), state == "up", ctx.obj.out)
+    ctx.obj.out.result({"gitlab": now}, now)
 
 
 @sandbox_app.command("down", help="Stop every process the sandbox started (safe to run twice).")

@@ -4,7 +4,8 @@
 supervisor process that runs, on 127.0.0.1 only: the real Debian docker-registry, the quay API
 stand-in acting as quay's build trigger (a pushed tag gets a build that publishes the image;
 `[fail build]` in the commit message fails it, `[skip build]` skips it, `[crash]` makes the image
-crash-loop in the cluster), and the emulated kube-apiserver behind the three ingest contexts.
+crash-loop in the cluster), a GitLab API stand-in for the app's project (`sandbox gitlab down|up`
+plays the outage), and the emulated kube-apiserver behind the three ingest contexts.
 The kubeconfig's users are exec credential plugins, as `aws eks update-kubeconfig` writes them: the
 `aws eks get-token` stand-in (kube/exec_plugin.py) with AWS_PROFILE=ingest, so every drill command
 authenticates the way it does against EKS. The static TOKEN stays for the supervisor's own use.
@@ -72,12 +73,13 @@ def find_helm_for_sandbox() -> str:
     return str(ensure_helm(paths.cache_dir() / "tools", "helm3"))
 
 
-def write_config(path: Path, *, registry_url: str, api_url: str, deploy_url: str, helm: str) -> Path:
-    """The bundled ingest config, pointed at the sandbox's registry, quay, deploy repo and helm."""
+def write_config(path: Path, *, registry_url: str, api_url: str, deploy_url: str, helm: str, gitlab_url: str | None = None) -> Path:
+    """The bundled ingest config, pointed at the sandbox's registry, quay, GitLab, deploy repo and helm."""
     from manual_deploy.config import default_config_text
 
     data = yaml.safe_load(default_config_text())
     data["registry"] = {"url": registry_url, "api_url": api_url, "namespace": "ebi-ait"}
+    data["gitlab"] = {"url": gitlab_url}
     host = registry_url.split("://", 1)[-1]
     for app in (data.get("apps") or {}).values():  # quay.io/humancellatlas/… is served by the sandbox registry too
         if isinstance(app, dict) and app.get("image_repo"):
@@ -128,6 +130,54 @@ class BuildTrigger(threading.Thread):
         self.quay.add_build(APP, tag, phases=FAILED_BUILD if failed else BUILD, commit=commit, error=BUILD_ERROR if failed else None)
 
 
+def start_gitlab(app_remote: Path):
+    """GitLab as it stood before the outage: the app's project (its copy of the repository is the app's
+    remote) whose environments show the last CI deploy of master."""
+    from manual_deploy.sandbox.gitlab import GitLabStandIn
+    from manual_deploy.sandbox.gitrepos import git
+
+    gitlab = GitLabStandIn(f"glpat-sandbox-{secrets.token_hex(10)}").start()
+    gitlab.add_project(f"hca/{APP}", app_remote)
+    master = git(app_remote, "rev-parse", "master").strip()
+    for env in ("dev", "staging", "prod"):
+        gitlab.add_ci_deployment(f"hca/{APP}", env, master, "master")
+    return gitlab
+
+
+def gitlab_down_marker(directory: Path) -> Path:
+    """While this file exists the sandbox's GitLab does not listen (`manual-deploy sandbox gitlab down`)."""
+    return Path(directory) / "gitlab.down"
+
+
+def set_gitlab(directory: Path, up: bool, out, *, timeout: float = 10.0) -> str:
+    """Take the sandbox's GitLab down or bring it back, and wait until it is so."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from manual_deploy.errors import TimedOut, UsageError
+
+    ready = read_ready(directory)
+    if not ready or not pid_alive(ready.get("pid")) or not ready.get("gitlab"):
+        raise UsageError(f"the sandbox is not running in {directory}", hint="start it: manual-deploy sandbox up")
+    marker = gitlab_down_marker(directory)
+    marker.unlink(missing_ok=True) if up else marker.touch()
+    where = urlsplit(ready["gitlab"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((where.hostname, where.port), timeout=1).close()
+            listening = True
+        except OSError:
+            listening = False
+        if listening == up:
+            state = "up" if up else "down (connections refused)"
+            out.success(f"sandbox GitLab {ready['gitlab']} is {state}")
+            return state
+        time.sleep(0.1)
+    raise TimedOut(f"the sandbox's GitLab did not go {'up' if up else 'down'} within {timeout:g}s",
+                   hint="see the sandbox log; `manual-deploy sandbox down` and up again")
+
+
 def serve(directory: Path, deploy_repo: str | None = None) -> int:
     """The supervisor: start everything, write the ready file, serve until SIGTERM, stop everything.
 
@@ -135,6 +185,7 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
     instead of the generated fixture."""
     from manual_deploy.sandbox import rehearsal
     from manual_deploy.sandbox.deployrepo import make_deploy_repo
+    from manual_deploy.sandbox.gitlab import follow_outage_marker
     from manual_deploy.sandbox.gitrepos import make_app_repo
     from manual_deploy.sandbox.kube import KubeEmulator
     from manual_deploy.sandbox.kube.kubeconfig import exec_user, ingest_contexts, write_kubeconfig
@@ -166,7 +217,10 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
         kubeconfig = write_kubeconfig(directory / "kubeconfig", ingest_contexts(kube.url), exec_user=plugin,
                                       current="ingest-eks-dev")
         helm = find_helm_for_sandbox()
-        config = write_config(directory / "config.yaml", registry_url=registry.url, api_url=quay.api_url, deploy_url=deploy_repo_url, helm=helm)
+        gitlab = start_gitlab(directory / "apps" / "remotes" / f"{APP}.git")
+        started.append(gitlab)
+        config = write_config(directory / "config.yaml", registry_url=registry.url, api_url=quay.api_url, deploy_url=deploy_repo_url,
+                              helm=helm, gitlab_url=gitlab.url)
         print(f"sandbox: preparing the cluster for the charts of {deploy_repo or 'the generated config repo'}", flush=True)
         rehearsal.prepare(config, Path(deploy_repo_url), kube, registry.url, helm, lambda line: print(line, flush=True))
         trigger = BuildTrigger(directory / "apps" / "remotes" / f"{APP}.git", quay, kube)
@@ -177,6 +231,7 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
             "app_checkout": str(directory / "apps" / APP), "deploy_repo": deploy_repo_url,
             "state_dir": str(directory / "state"), "cache_dir": str(directory / "cache"), "dir": str(directory),
             "deploy_repo_source": deploy_repo, "drill_tag": rehearsal.DRILL_TAG,
+            "gitlab": gitlab.url, "gitlab_token": gitlab.token,
         }
         tmp = ready_file(directory).with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
@@ -184,7 +239,7 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
         print(f"sandbox up: {json.dumps(payload)}", flush=True)
         deadline = time.monotonic() + LIFETIME_S
         while not stop.wait(0.5) and time.monotonic() < deadline:
-            pass
+            follow_outage_marker(gitlab, gitlab_down_marker(directory))
         trigger.stop_event.set()
         trigger.join(timeout=5)
         return 0
@@ -256,6 +311,7 @@ def env_lines(ready: dict) -> list[str]:
         f"export MANUAL_DEPLOY_HELM={ready['helm']}",
         f"export MANUAL_DEPLOY_STATE_DIR={ready['state_dir']}",
         f"export MANUAL_DEPLOY_CACHE_DIR={ready['cache_dir']}",
+        *([f"export GITLAB_TOKEN={ready['gitlab_token']}"] if ready.get("gitlab_token") else []),
     ]
 
 
