@@ -98,3 +98,51 @@ def test_rehearse_with_a_config_repo_checkout_every_app_deploys_everywhere(cli, 
     finally:
         down = cli("sandbox", "down", "--dir", directory)
     assert down.code == 0 and not pid_alive(ready["pid"])
+
+
+def test_gitlab_outage_drill_two_deploys_and_a_rollback_are_backfilled_in_order(cli, tmp_path, monkeypatch):
+    """The acceptance drill on the real sandbox: GitLab down, two manual deploys and a rollback; `gitlab-sync`
+    fails and keeps everything; GitLab back: three deployments in order, with env, full SHA, tag and status;
+    a second run posts nothing."""
+    import requests
+
+    directory = tmp_path / "sb"
+    first = cli("sandbox", "up", "--dir", directory)
+    ready = read_ready(directory)
+    try:
+        assert first.code == 0, first.stderr
+        for line in first.stdout.splitlines():  # what eval "$(manual-deploy sandbox env)" does
+            name, _, value = line.removeprefix("export ").partition("=")
+            monkeypatch.setenv(name, value)
+        checkout = directory / "apps" / "ingest-core"
+        monkeypatch.chdir(checkout)
+        assert cli("sandbox", "gitlab", "down").code == 0
+        shipped = []
+        for message in ("fix upload", "fix upload again"):
+            git(checkout, "commit", "-q", "--allow-empty", "-m", message)
+            git(checkout, "push", "-q", "origin", "master")
+            tagged = cli("-o", "json", "tag", "--env", "prod")
+            assert tagged.code == 0, tagged.stderr
+            shipped.append((tagged.json()["commit"], tagged.json()["tag"]))
+            assert cli("wait-image").code == 0
+            applied = cli("apply", "--env", "prod", "--yes", "--reason", message)
+            assert applied.code == 0 and "run `manual-deploy gitlab-sync` once GitLab is back" in applied.stderr
+        assert cli("rollback", "--env", "prod", "--app", "ingest-core", "--yes").code == 0
+
+        down = cli("gitlab-sync")
+        assert down.code == 1 and "nothing is lost" in down.stderr, down.stderr
+        assert cli("sandbox", "gitlab", "up").code == 0
+        synced = cli("gitlab-sync")
+        assert synced.code == 0 and "3 recorded" in synced.stderr, synced.stderr
+        again = cli("gitlab-sync")
+        assert again.code == 0 and "nothing to record" in again.stderr
+
+        made = requests.get(f"{ready['gitlab']}/api/v4/projects/hca%2Fingest-core/deployments",
+                            params={"environment": "prod", "order_by": "id", "sort": "asc"},
+                            headers={"PRIVATE-TOKEN": ready["gitlab_token"]}, timeout=5).json()
+        manual = [(d["sha"], d["ref"], d["status"], d["environment"]["name"]) for d in made if d["deployable"] is None]
+        (sha1, tag1), (sha2, tag2) = shipped
+        assert manual == [(sha1, tag1, "success", "prod"), (sha2, tag2, "success", "prod"), (sha1, tag1, "success", "prod")]
+    finally:
+        cli("sandbox", "down", "--dir", directory)
+    assert not pid_alive(ready["pid"])
