@@ -130,6 +130,8 @@ CASES = [
     Case("status-env-unknown", ("--config", "{config}", "status", "--env", "qa"), 2, ("unknown environment", "'qa'"), ("configured environments",)),
     Case("status-app-unknown", ("--config", "{config}", "status", "--env", "prod", "--app", "nope"), 2, ("unknown app", "'nope'"), ("configured apps",)),
     Case("history-env-unknown", ("--config", "{config}", "history", "--env", "qa"), 2, ("unknown environment", "'qa'"), ("configured environments",)),
+    Case("gitlab-sync-env-unknown", ("--config", "{config}", "gitlab-sync", "--env", "qa"), 2, ("unknown environment", "'qa'"), ("configured environments",)),
+    Case("gitlab-sync-app-bad", ("--config", "{config}", "gitlab-sync", "--app", "../core"), 2, ("invalid app name",), ("must match",)),
     Case("rollback-app-unknown", ("--config", "{config}", "rollback", "--env", "prod", "--app", "nope", "--yes"), 2, ("unknown app", "'nope'"), ("configured apps",)),
     Case("promote-env-unknown", ("--config", "{config}", "promote", "--from", "qa", "--to", "prod", *CORE, "--yes"), 2, ("unknown environment", "'qa'"), ("configured environments",)),
     Case("promote-same-env", ("--config", "{config}", "promote", "--from", "prod", "--to", "prod", *CORE, "--yes"), 2, ("--from", "--to", "prod"), ("--from staging --to prod",)),
