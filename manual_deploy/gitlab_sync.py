@@ -248,25 +248,27 @@ def record_now(config: Config, entries: list[dict[str, Any]], out) -> dict[str, 
     if not mine or not config.gitlab.url:
         return {}
     memory = SyncMemory()
-    reason = None
+    then = f"run `{SYNC}` once GitLab is back"
     try:
         # No retries and short timeouts: a deploy's summary must not wait on a GitLab that is down.
         client = client_for(config, token=token_from_env(), session=requests.Session(), timeout=(2.0, 5.0))
         apps = {d.app for d in mine}
-        Syncer(client, memory, _Quiet(out)).run(pending([d for d in manual_deploys(config, mine[0].env) if d.app in apps], memory))
-    except ManualDeployError as exc:
+        syncer = Syncer(client, memory, _Quiet(out))
+        syncer.run(pending([d for d in manual_deploys(config, mine[0].env) if d.app in apps], memory))
+        reason = next((row["reason"] for row in syncer.report.kept), None)
+        then = f"run `{SYNC}` again later" if reason else then
+    except GitLabUnreachable as exc:
         reason = exc.message
+    except ManualDeployError as exc:
+        reason, then = exc.message, exc.hint or then
     notes = {}
     for deploy in mine:
         entry = memory.get(deploy.key)
-        if entry and entry.get("outcome") != "superseded":
-            notes[deploy.app] = f"recorded in GitLab as deployment #{entry.get('iid')}"
-        else:
-            notes[deploy.app] = "not recorded in GitLab"
+        recorded = entry is not None and entry.get("outcome") != "superseded"
+        notes[deploy.app] = f"recorded in GitLab as deployment #{entry.get('iid')}" if recorded else "not recorded in GitLab"
     missing = sorted(app for app, note in notes.items() if note.startswith("not"))
     if missing:
-        out.warn(f"{', '.join(missing)}: not recorded in GitLab ({reason or 'see above'}); "
-                 f"run `{SYNC}` once GitLab is back")
+        out.warn(f"{', '.join(missing)}: not recorded in GitLab ({reason or 'superseded by a later CI deploy'}); {then}")
     return notes
 
 
