@@ -48,9 +48,10 @@ def start_build(quay: QuayClient, repository: str, tag: str, out: Output, commit
     page = quay.builds_page(repository)
     if not quay.credentials.quay_token:
         raise Refused(f"--start-build needs QUAY_TOKEN, {TOKEN_HINT}",
-                      hint=f"create one on {page.split('/repository/')[0]} (an application's OAuth token), export QUAY_TOKEN and run `{rerun}`")
+                      hint=f"generate one (quay: your organization → Applications → Generate Token, with Administer Repositories), "
+                           f"export QUAY_TOKEN and run `{rerun}`")
     triggers = _call(lambda: quay.triggers(repository), repository, page, rerun)
-    trigger = _choose(triggers, repository, tag, page, out)
+    trigger = _choose(triggers, repository, tag, page, out, rerun)
     build = _call(lambda: quay.start_trigger(repository, trigger["id"], tag, commit, service=str(trigger.get("service"))),
                   repository, page, rerun, trigger=trigger)
     out.step(f"started build {str(build['id'])[:8]} of {image} with trigger {trigger['id'][:8]} ({trigger.get('service')})")
@@ -59,7 +60,7 @@ def start_build(quay: QuayClient, repository: str, tag: str, out: Output, commit
     return build
 
 
-def _choose(triggers: list[dict[str, Any]], repository: str, tag: str, page: str, out: Output) -> dict[str, Any]:
+def _choose(triggers: list[dict[str, Any]], repository: str, tag: str, page: str, out: Output, rerun: str) -> dict[str, Any]:
     """The trigger to start, or a refusal that says why none can be."""
     if not triggers:
         raise Refused(f"{repository} has no build trigger; set one up on quay.io or push the image yourself",
@@ -68,7 +69,7 @@ def _choose(triggers: list[dict[str, Any]], repository: str, tag: str, page: str
     if trigger is None:
         states = "; ".join(f"{t.get('service', '?')} trigger {str(t.get('id', '?'))[:8]} {_state(t)}" for t in triggers)
         raise Refused(f"no enabled build trigger on {repository}: {states}",
-                      hint=f"enable it on {page} (Builds tab, the trigger's menu), then re-run with --start-build")
+                      hint=f"enable it on {page} (the trigger's menu), then `{rerun}`")
     enabled = [t for t in triggers if t is not trigger and t.get("enabled")]
     if enabled:
         others = ", ".join(f"{t['id'][:8]} ({t.get('service')})" for t in enabled if t.get("id"))
