@@ -33,6 +33,7 @@ class DeployRequest:
     allow_unmerged: bool = False
     image_timeout_s: float = 45 * 60
     no_build_timeout_s: float = 10 * 60
+    start_build: bool = False  # wait-image --start-build
     restart: bool = False
     apply: ApplyRequest | None = None  # the apply flags (env/apps/image filled in here)
 
@@ -91,7 +92,7 @@ def run_deploy(config: Config, request: DeployRequest, out: Output) -> dict[str,
         out.info("── step 2/3: wait-image")
         waited = wait_for_image(
             config, WaitRequest(repo=request.repo, app=app, tag=recorded["tag"]["tag"], timeout=request.image_timeout_s,
-                                no_build_timeout=request.no_build_timeout_s), out,
+                                no_build_timeout=request.no_build_timeout_s, start_build=request.start_build), out,
         )
         done = [*done, "wait-image"]
         _mark(git_dir, request, commit, done)

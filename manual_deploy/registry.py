@@ -253,32 +253,77 @@ class RegistryClient:
         self._tokens[repository] = token
 
 
+class NeedsAdmin(Refused):
+    """The quay API refused a repo:admin call (401/403): the token is missing, invalid or lacks the scope."""
+
+
+class QuayRejected(Refused):
+    """The quay API said no to a request it understood (400): `message` is quay's own words."""
+
+
+# Starting a build makes quay ask the git host for the ref: allow it longer than a read.
+START_TIMEOUT = (3.05, 30.0)
+
+
+def _quay_error(response: requests.Response) -> str:
+    """quay's own explanation from its error JSON (`detail`/`error_message`), else the status."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        text = body.get("detail") or body.get("error_message") or body.get("message")
+        if isinstance(text, str) and text.strip():
+            return text.strip()[:300]
+    return f"HTTP {response.status_code}"
+
+
 class QuayClient:
-    """The quay API v1 calls we need: builds and tags of one repository."""
+    """The quay API v1 calls we need: builds, tags and build triggers of one repository."""
 
     def __init__(self, api_url: str, credentials: Credentials = Credentials(), session: requests.Session | None = None):
         self.api_url = api_url.rstrip("/")
         self.credentials = credentials
         self.session = session or make_session()
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
+    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
+              timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> requests.Response:
+        """One call; transport failures, 429 and 5xx become TransientError, anything else is the caller's."""
         headers = {"Accept": "application/json"}
         if self.credentials.quay_token:
             headers["Authorization"] = f"Bearer {self.credentials.quay_token}"
         try:
-            response = self.session.get(f"{self.api_url}{path}", params=params, headers=headers, timeout=DEFAULT_TIMEOUT)
+            response = self.session.request(method, f"{self.api_url}{path}", params=params, json=body,
+                                            headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             raise TransientError(f"quay API unreachable: {type(exc).__name__}") from None
-        if response.status_code in (401, 403, 404):
-            raise ApiUnavailable(f"quay API answered HTTP {response.status_code} for {path}")
         if response.status_code == 429 or response.status_code >= 500:
             raise _transient("quay API", response)
-        if response.status_code != 200:
-            raise OperationFailed(f"quay API answered HTTP {response.status_code} for {path}")
+        return response
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             raise TransientError("quay API sent a body that is not JSON") from None
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        response = self._send("GET", path, params=params)
+        if response.status_code in (401, 403, 404):
+            raise ApiUnavailable(f"quay API answered HTTP {response.status_code} for {path}")
+        if response.status_code != 200:
+            raise OperationFailed(f"quay API answered HTTP {response.status_code} for {path}")
+        return self._json(response)
+
+    def _admin(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A call that needs repo:admin: 401/403 become NeedsAdmin, 400 QuayRejected with quay's words."""
+        response = self._send(method, path, **kwargs)
+        if response.status_code in (401, 403):
+            raise NeedsAdmin(f"quay API refused {method} {path} (HTTP {response.status_code}: {_quay_error(response)})")
+        if response.status_code == 400:
+            raise QuayRejected(_quay_error(response))
+        return response
 
     def builds(self, repository: str, limit: int = 20) -> list[dict[str, Any]]:
         """Recent builds, newest first."""
@@ -293,7 +338,48 @@ class QuayClient:
                 return entry
         return None
 
+    def triggers(self, repository: str) -> list[dict[str, Any]]:
+        """The repository's build triggers (quay wants repo:admin even to list them)."""
+        path = f"/repository/{repository}/trigger/"
+        response = self._admin("GET", path)
+        if response.status_code == 404:
+            raise OperationFailed(f"quay API knows no repository {repository} (HTTP 404 for {path})")
+        if response.status_code != 200:
+            raise OperationFailed(f"quay API answered HTTP {response.status_code} for {path}")
+        data = self._json(response)
+        triggers = data.get("triggers") if isinstance(data, dict) else None
+        return [t for t in triggers or [] if isinstance(t, dict)]
+
+    def start_trigger(self, repository: str, trigger_id: str, tag: str, commit: str | None = None,
+                      *, service: str = "github") -> dict[str, Any]:
+        """Ask `trigger_id` to build `tag`; quay answers 201 with the new build.
+
+        SCM triggers (GitHub, GitLab, Bitbucket) take the ref; custom-git triggers only a commit SHA.
+        Sent once: a POST is never retried (a lost answer may still have started a build).
+        """
+        if service == "custom-git":
+            if not commit:
+                raise Refused(f"trigger {trigger_id[:8]} is a custom-git trigger: quay needs the commit SHA of {tag} to start it")
+            body: dict[str, Any] = {"commit_sha": commit}
+        else:
+            body = {"refs": {"kind": "tag", "name": tag}}
+        path = f"/repository/{repository}/trigger/{trigger_id}/start"
+        response = self._admin("POST", path, body=body, timeout=START_TIMEOUT)
+        if response.status_code == 404:
+            raise OperationFailed(f"quay API knows no trigger {trigger_id} in {repository} (HTTP 404)")
+        if response.status_code not in (200, 201):
+            raise OperationFailed(f"quay API answered HTTP {response.status_code} to starting trigger {trigger_id[:8]}")
+        build = self._json(response)
+        if not isinstance(build, dict) or not build.get("id"):
+            raise OperationFailed(f"quay started trigger {trigger_id[:8]} but sent no build id")
+        return build
+
     def build_page(self, repository: str, build_id: str) -> str:
         """The human page of a build: https://quay.io/repository/<ns>/<app>/build/<id>."""
         parts = urlsplit(self.api_url)
         return f"{parts.scheme}://{parts.netloc}/repository/{repository}/build/{build_id}"
+
+    def builds_page(self, repository: str) -> str:
+        """The repository's builds tab, where its build triggers are set up, enabled and disabled."""
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc}/repository/{repository}?tab=builds"

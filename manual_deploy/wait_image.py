@@ -4,6 +4,10 @@ Two signals, polled on separate schedules: the registry manifest (cheap, polled 
 published image is noticed within about a second) and the quay build list (polite: every few
 seconds; tells us the phase and fails fast on `error`, `cancelled`, `expired`). `internalerror`
 and `cannot_load` are not final: quay re-queues such builds.
+
+With `start_build`, a tag whose build trigger never fired gets its build started by hand (see
+`manual_deploy.build_trigger`) after one look at both signals: not when the image is already
+there, not when quay already lists a build for the tag. The started build is then followed by id.
 """
 
 from __future__ import annotations
@@ -46,13 +50,20 @@ class WaitResult:
     phase: str | None
     waited_s: float
     already_present: bool
+    started_build: bool = False  # we asked quay's trigger for this build (--start-build)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def pick_build(builds: list[dict[str, Any]], tag: str) -> dict[str, Any] | None:
-    """The newest build that pushes `tag` (by its tag list, or by the git ref when quay shows it)."""
+def pick_build(builds: list[dict[str, Any]], tag: str, build_id: str | None = None) -> dict[str, Any] | None:
+    """The newest build that pushes `tag` (by its tag list, or by the git ref when quay shows it).
+
+    With `build_id`, that build only: the one we started is followed even if another build of the tag
+    (a late webhook) is newer.
+    """
+    if build_id is not None:
+        return next((build for build in builds if build.get("id") == build_id), None)
     for build in builds:
         metadata = build.get("trigger_metadata") or {}
         if tag in (build.get("tags") or []) or metadata.get("ref") == f"refs/tags/{tag}":
@@ -88,6 +99,18 @@ class _Watch:
     last_problem: str | None = None
     started: float = 0.0
     manifest_polls: int = 0
+    api_reads: int = 0  # build lists read
+    app: str = ""
+    start_pending: bool = False  # --start-build: start one after the first look, unless not needed
+    follow_id: str | None = None  # the build we started
+    commit: str | None = None  # the tag's commit, for a custom-git trigger
+
+    def looked(self) -> bool:
+        """Both signals read once: the registry said "not there" and quay's build list was read (or unreadable)."""
+        return self.manifest_polls >= 1 and (self.api_reads >= 1 or not self.api_ok)
+
+    def rerun(self, tag: str) -> str:
+        return f"manual-deploy wait-image --app {self.app} --tag {tag} --start-build"
 
     def describe(self) -> str:
         if self.build is None:
@@ -104,10 +127,11 @@ class ImageWaiter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
-    def wait(self, app: ResolvedApp, tag: str, *, timeout: float, no_build_timeout: float) -> WaitResult:
+    def wait(self, app: ResolvedApp, tag: str, *, timeout: float, no_build_timeout: float,
+             start_build: bool = False, commit: str | None = None) -> WaitResult:
         host, repository = split_repo(app.image_repo)
         image = f"{app.image_repo}:{tag}"
-        watch = _Watch(started=self.clock())
+        watch = _Watch(started=self.clock(), app=app.name, start_pending=start_build, commit=commit)
         self.out.step(f"waiting for {image} (timeout {format_duration(timeout)})")
         try:
             with Ticker(self.out, self.schedule.progress, self.clock) as ticker:
@@ -130,6 +154,7 @@ class ImageWaiter:
             phase=watch.phase,
             waited_s=round(waited, 3),
             already_present=watch.manifest_polls == 1,
+            started_build=watch.follow_id is not None,
         )
 
     def _loop(self, repository, tag, image, watch: _Watch, ticker: Ticker, timeout, no_build_timeout) -> Manifest:
@@ -156,6 +181,9 @@ class ImageWaiter:
                     next_manifest = now + (self.schedule.manifest_fast if fast else self.schedule.manifest)
             if watch.api_ok and now >= next_api:
                 next_api = now + self._poll_api(repository, tag, image, watch, ticker, api_backoff)
+            if watch.start_pending and watch.looked():
+                self._start_or_follow(repository, tag, image, watch, ticker)
+                next_api = self.clock() + self.schedule.api
             now = self.clock()
             self._check_deadlines(now, repository, tag, image, watch, timeout, no_build_timeout)
             ticker.update(self._progress(image, watch, now - start))
@@ -178,7 +206,8 @@ class ImageWaiter:
             watch.last_problem = exc.message
             return backoff.next(exc.retry_after)
         backoff.reset()
-        build = pick_build(builds, tag)
+        watch.api_reads += 1
+        build = pick_build(builds, tag, watch.follow_id)
         if build is None:
             return self.schedule.api
         phase = str(build.get("phase") or "unknown")
@@ -198,6 +227,18 @@ class ImageWaiter:
             )
         return self.schedule.api
 
+    def _start_or_follow(self, repository, tag, image, watch: _Watch, ticker: Ticker) -> None:
+        """--start-build after the first look: follow a build quay already has, else start one."""
+        from manual_deploy.build_trigger import start_build
+
+        watch.start_pending = False
+        if watch.build is not None:
+            ticker.note(f"• quay already has build {str(watch.build.get('id', '?'))[:8]} for {tag}: following it, not starting another")
+            return
+        build = start_build(self.quay, repository, tag, self.out, watch.commit, image=image, rerun=watch.rerun(tag))
+        watch.follow_id = str(build["id"])
+        watch.build, watch.phase = build, str(build.get("phase") or "waiting")
+
     def _check_deadlines(self, now, repository, tag, image, watch: _Watch, timeout, no_build_timeout) -> None:
         elapsed = now - watch.started
         if elapsed >= timeout:
@@ -207,13 +248,14 @@ class ImageWaiter:
                 hint="re-run `manual-deploy wait-image --timeout 1h` to keep waiting, or check the build on quay.io",
             )
         if watch.api_ok and watch.build is None and elapsed >= no_build_timeout:
-            builds_page = self.quay.build_page(repository, "").rsplit("/build/", 1)[0] + "?tab=builds"
+            builds_page = self.quay.builds_page(repository)
             raise TimedOut(
                 f"no quay build for tag {tag} appeared within {format_duration(no_build_timeout)} "
                 f"and {image} is not in the registry",
                 hint=(
                     "likely causes: the repository's build trigger is disabled; the tag does not match the "
-                    "trigger's tag regex; the commit message contains [skip build]. Check " + builds_page
+                    f"trigger's tag regex; the commit message contains [skip build]. Check {builds_page}, "
+                    f"or start it yourself: `{watch.rerun(tag)}`"
                 ),
             )
         if watch.complete_at is not None and now - watch.complete_at >= COMPLETE_GRACE_S:
@@ -236,6 +278,7 @@ class WaitRequest:
     tag: str | None = None
     timeout: float = 45 * 60
     no_build_timeout: float = 10 * 60
+    start_build: bool = False  # start quay's build trigger for the tag if no build is there (needs repo:admin)
 
 
 def wait_for_image(config, request: WaitRequest, out: Output, *, schedule: Schedule | None = None) -> WaitResult:
@@ -265,7 +308,9 @@ def wait_for_image(config, request: WaitRequest, out: Output, *, schedule: Sched
         out=out,
         schedule=schedule or Schedule(),
     )
-    result = waiter.wait(app, tag, timeout=request.timeout, no_build_timeout=request.no_build_timeout)
+    commit = recorded.get("commit") if recorded.get("tag") == tag else None  # for a custom-git trigger
+    result = waiter.wait(app, tag, timeout=request.timeout, no_build_timeout=request.no_build_timeout,
+                         start_build=request.start_build, commit=commit)
     if git_dir:
         state.record(git_dir, "image", {k: v for k, v in result.as_dict().items() if k != "waited_s"})
     return result

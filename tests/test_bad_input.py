@@ -140,6 +140,8 @@ CASES = [
     Case("apply-tag-dotdot", (*APPLY, *CORE, "--tag", "bad..tag"), 2, ("invalid tag", "bad..tag"), ("must match",)),
     Case("apply-tag-dash", (*APPLY, *CORE, "--tag", "-rf"), 2, ("invalid tag", "-rf"), ("must match",)),
     Case("apply-tag-too-long", (*APPLY, *CORE, "--tag", "a" * 200), 2, ("invalid tag", "aaaa"), ("must match",)),
+    Case("wait-image-start-build-no-token", ("--config", "{config}", "wait-image", *CORE, "--tag", "never-built1", "--start-build"), 3,
+         ("--start-build needs QUAY_TOKEN", "repo:admin"), ("export QUAY_TOKEN", "--tag never-built1 --start-build")),
     Case("wait-image-tag-dotdot", ("--config", "{config}", "wait-image", *CORE, "--tag", "bad..tag"), 2, ("invalid tag", "bad..tag"), ("must match",)),
     Case("tag-commit-unknown", ("--config", "{config}", "tag", "--commit", "deadbeef"), 2, ("unknown commit", "deadbeef"), ("--commit", "git log")),
     Case("tag-commit-range", ("--config", "{config}", "tag", "--commit", "HEAD..master"), 2, ("invalid git revision", "HEAD..master"), ("must match",)),

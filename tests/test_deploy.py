@@ -138,3 +138,25 @@ def test_a_new_commit_starts_a_new_deploy_with_its_own_tag(cli, bed, app_repo, m
         (tag_b,) = pushed_b
         assert f"  tag {tag_b}" in second.stderr and tag_b != tag_a
         assert _pushed(app_repo, commit_a) == {tag_a: commit_a}  # A's tag is left as it was
+
+
+def test_start_build_is_passed_to_the_wait_step(cli, bed, app_repo, monkeypatch, tmp_path):
+    """No trigger fires for the new tag: `deploy --start-build` starts quay's build and deploys its image."""
+    admin = "quay-admin-token-deploy-0123"
+    with QuayStandIn(bed.registry.url, admin_token=admin) as quay:
+        trigger = quay.add_trigger("ingest-core", phases=[("waiting", 0.2), ("building", 0.5), ("complete", 0)])
+        config = write_bed_config(tmp_path / "c.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url,
+                                  helm=bed.helm, api_url=quay.api_url)
+        monkeypatch.chdir(app_repo.checkout)
+        monkeypatch.setenv("QUAY_TOKEN", admin)
+
+        result = cli("--config", config, "deploy", "--env", "prod", "--yes", "--start-build", "--no-build-timeout", "20s")
+
+        assert result.code == 0, result.stderr
+        (tag,) = [t for t in tags(app_repo.remote) if t.startswith("prod-")]
+        starts = [r for r in quay.requests if r["method"] == "POST"]
+        assert [(r["path"].rsplit("/trigger/", 1)[1], r["body"]) for r in starts] == [
+            (f"{trigger}/start", {"refs": {"kind": "tag", "name": tag}})]
+        assert "started build" in result.stderr
+        assert [r["status"] for r in history(bed, "ingest-core")] == ["deployed"]
+        assert admin not in result.stdout + result.stderr

@@ -21,6 +21,8 @@ def test_up_twice_env_build_trigger_down_twice(cli, tmp_path):
         assert again.code == 0 and "already up" in again.stderr
         env = cli("sandbox", "env", "--dir", directory)
         assert env.code == 0 and f"export KUBECONFIG={ready['kubeconfig']}" in env.stdout
+        assert f"export QUAY_TOKEN={ready['quay_token']}" in env.stdout  # repo:admin: drill `wait-image --start-build`
+        assert ready["quay_token"] not in (directory / "sandbox.log").read_text()
 
         checkout = directory / "apps" / "ingest-core"
         git(checkout, "commit", "-q", "--allow-empty", "-m", "break it [fail build]")

@@ -28,6 +28,9 @@ def command(
     allow_unmerged: bool = typer.Option(False, "--allow-unmerged", help="Tag a commit not on the env's source branch (recorded)."),
     image_timeout: str = typer.Option("45m", "--image-timeout", metavar="DURATION", help="wait-image --timeout."),
     no_build_timeout: str = typer.Option("10m", "--no-build-timeout", metavar="DURATION", help="wait-image --no-build-timeout."),
+    start_build: bool = typer.Option(
+        False, "--start-build", help="wait-image --start-build: start quay's build trigger if it did not fire (QUAY_TOKEN with repo:admin)."
+    ),
     restart: bool = typer.Option(False, "--restart", help="Ignore recorded progress and start at tag."),
     config_ref: Optional[str] = O.CONFIG_REF,
     kubeconfig: Optional[str] = O.KUBECONFIG,
@@ -55,7 +58,7 @@ def command(
     request = DeployRequest(
         env=env, repo=str(repo), commit=commit, remote=remote, app=app, reason=reason, allow_unmerged=allow_unmerged,
         image_timeout_s=parse_duration(image_timeout, option="--image-timeout"),
-        no_build_timeout_s=parse_duration(no_build_timeout, option="--no-build-timeout"), restart=restart,
+        no_build_timeout_s=parse_duration(no_build_timeout, option="--no-build-timeout"), start_build=start_build, restart=restart,
         apply=apply_request,
     )
     summary = run_deploy(session.config(), request, session.out)

@@ -4,8 +4,9 @@
 supervisor process that runs, on 127.0.0.1 only: the real Debian docker-registry, the quay API
 stand-in acting as quay's build trigger (a pushed tag gets a build that publishes the image;
 `[fail build]` in the commit message fails it, `[skip build]` skips it, `[crash]` makes the image
-crash-loop in the cluster), a GitLab API stand-in for the app's project (`sandbox gitlab down|up`
-plays the outage), and the emulated kube-apiserver behind the three ingest contexts.
+crash-loop in the cluster; its trigger can also be started by hand with the exported QUAY_TOKEN,
+which has repo:admin), a GitLab API stand-in for the app's project (`sandbox gitlab down|up` plays
+the outage), and the emulated kube-apiserver behind the three ingest contexts.
 The kubeconfig's users are exec credential plugins, as `aws eks update-kubeconfig` writes them: the
 `aws eks get-token` stand-in (kube/exec_plugin.py) with AWS_PROFILE=ingest, so every drill command
 authenticates the way it does against EKS. The static TOKEN stays for the supervisor's own use.
@@ -207,7 +208,9 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
                 make_deploy_repo(directory / "config-repo")
         registry = start_registry(directory / "registry")
         started.append(registry)
-        quay = QuayStandIn(registry.url).start()
+        quay_token = secrets.token_urlsafe(24)  # repo:admin, so `wait-image --start-build` can be drilled
+        quay = QuayStandIn(registry.url, admin_token=quay_token).start()
+        quay.add_trigger(APP, phases=BUILD)
         started.append(quay)
         kube = KubeEmulator(token=TOKEN, token_key=secrets.token_urlsafe(24), pod_start_delay=0.5,
                             progress_deadline=3.0, name="sandbox").start()
@@ -231,12 +234,12 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
             "app_checkout": str(directory / "apps" / APP), "deploy_repo": deploy_repo_url,
             "state_dir": str(directory / "state"), "cache_dir": str(directory / "cache"), "dir": str(directory),
             "deploy_repo_source": deploy_repo, "drill_tag": rehearsal.DRILL_TAG,
-            "gitlab": gitlab.url, "gitlab_token": gitlab.token,
+            "gitlab": gitlab.url, "gitlab_token": gitlab.token, "quay_token": quay_token,
         }
         tmp = ready_file(directory).with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         tmp.replace(ready_file(directory))
-        print(f"sandbox up: {json.dumps(payload)}", flush=True)
+        print(f"sandbox up: {json.dumps({**payload, 'quay_token': '(in ' + READY + ')', 'gitlab_token': '(in ' + READY + ')'})}", flush=True)  # no token in the log
         deadline = time.monotonic() + LIFETIME_S
         while not stop.wait(0.5) and time.monotonic() < deadline:
             follow_outage_marker(gitlab, gitlab_down_marker(directory))
@@ -311,6 +314,7 @@ def env_lines(ready: dict) -> list[str]:
         f"export MANUAL_DEPLOY_HELM={ready['helm']}",
         f"export MANUAL_DEPLOY_STATE_DIR={ready['state_dir']}",
         f"export MANUAL_DEPLOY_CACHE_DIR={ready['cache_dir']}",
+        *([f"export QUAY_TOKEN={ready['quay_token']}"] if ready.get("quay_token") else []),
         *([f"export GITLAB_TOKEN={ready['gitlab_token']}"] if ready.get("gitlab_token") else []),
     ]
 

@@ -2,13 +2,15 @@
 
 It lets `wait-image` style code be exercised end to end: builds move through quay's phases, the image lands in
 the registry just before the build reports `complete` (as on quay), and faults (5xx, 429, private repo) can be
-queued. JSON shapes follow quay's API for the fields our tooling reads.
+queued. JSON shapes follow quay's API for the fields our tooling reads. Build triggers (list, start for a ref)
+live in `quay_triggers`; starting one needs the admin token (repo:admin), the API token only reads.
 """
 
 from __future__ import annotations
 
 import collections
 import email.utils
+import json
 import threading
 import time
 import uuid
@@ -17,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from manual_deploy.sandbox.ports import LOOPBACK, BackgroundHTTPServer, DispatchHandler, QuietHandler
+from manual_deploy.sandbox.quay_errors import NOT_FOUND, UNAUTHORIZED, api_error
+from manual_deploy.sandbox.quay_triggers import QuayTriggers
 from manual_deploy.sandbox.registry import KINDS, publish_image
 
 DEFAULT_PHASES: list[tuple[str, float]] = [
@@ -27,22 +31,7 @@ FINAL_PHASES = ("complete", "error", "cancelled", "expired")
 TICK = 0.02  # seconds between ticker steps (≤ 50 ms as promised to callers)
 MAX_LIFETIME = 4 * 3600.0  # the ticker gives up after this long even if nobody calls stop()
 
-UNAUTHORIZED = {
-    "status": 401,
-    "error_message": "Requires authentication",
-    "title": "unauthorized",
-    "error_type": "invalid_token",
-    "detail": "Requires authentication",
-    "type": "https://quay.io/api/v1/error/invalid_token",
-}
-NOT_FOUND = {
-    "status": 404,
-    "error_message": "Not Found",
-    "title": "not_found",
-    "error_type": "not_found",
-    "detail": "Not Found",
-    "type": "https://quay.io/api/v1/error/not_found",
-}
+MAX_BODY = 64 * 1024  # a start request is a few dozen bytes
 
 
 def rfc2822(ts: float) -> str:
@@ -81,16 +70,26 @@ class _Build:
                 return index
         return len(self.phases) - 1
 
+    def snapshot(self) -> dict:
+        """What tests assert on: a plain dict copy of the build state."""
+        return {
+            "id": self.id, "app": self.app, "tag": self.tag, "phase": self.phase, "kind": self.kind,
+            "commit": self.commit, "started": self.started, "digest": self.digest,
+            "error": self.error if self.phase == "error" else None, "history": list(self.history),
+        }
+
 
 class QuayStandIn:
     """quay.io's API for one namespace, backed by a real registry for the images its builds push."""
 
     def __init__(self, registry_url: str, namespace: str = "ebi-ait", *, registry_token: str | None = None,
-                 api_token: str | None = None) -> None:
+                 api_token: str | None = None, admin_token: str | None = None) -> None:
+        """`api_token` reads (a robot or an OAuth token without repo:admin); `admin_token` has repo:admin too."""
         self.registry_url = registry_url.rstrip("/")
         self.namespace = namespace
         self.registry_token = registry_token
         self.api_token = api_token
+        self.admin_token = admin_token
         self.private = False
         self.api_url = ""
         self.builds: dict[str, dict] = {}
@@ -104,7 +103,7 @@ class QuayStandIn:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._http = BackgroundHTTPServer(DispatchHandler, self)
-        self._trigger_ids: dict[str, str] = {}
+        self.triggers = QuayTriggers(self.add_build, self._started_view)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,13 +149,22 @@ class QuayStandIn:
                        commit=commit, added=time.monotonic(), delay=delay, started=time.time() + delay)
         with self._lock:
             self._scripts[build_id] = build
-            self.builds[build_id] = self._snapshot(build)
+            self.builds[build_id] = build.snapshot()
         self._advance(build)  # a zero-delay build is listed at once, not one tick later
         return build_id
 
     def publish_now(self, app: str, tag: str, *, kind: str = "docker") -> str:
         """Push `app:tag` into the registry right away (an already-built tag); returns its digest."""
         return self._publish(app, tag, kind)
+
+    def add_trigger(self, app: str, *, service: str = "github", enabled: bool = True,
+                    disabled_reason: str | None = None, phases: list[tuple[str, float]] | None = None) -> str:
+        """Give `app` a build trigger (its builds then name it); returns its uuid. `phases`: of the builds it starts."""
+        return self.triggers.add(app, service=service, enabled=enabled, disabled_reason=disabled_reason, phases=phases)
+
+    def disable_trigger(self, app: str, reason: str = "user_toggled") -> None:
+        """Disable `app`'s triggers with quay's `disabled_reason` (user_toggled, successive_build_failures, …)."""
+        self.triggers.disable(app, reason)
 
     def fail_next(self, *statuses: int, retry_after: float | None = None) -> None:
         """The next len(statuses) API requests answer these codes, in order (429/503 carry Retry-After if given)."""
@@ -211,16 +219,7 @@ class QuayStandIn:
         with self._lock:
             build.index, build.phase = index, phase
             build.history.append(phase)
-            self.builds[build.id] = self._snapshot(build)
-
-    @staticmethod
-    def _snapshot(build: _Build) -> dict:
-        """What tests assert on: a plain dict copy of the build state."""
-        return {
-            "id": build.id, "app": build.app, "tag": build.tag, "phase": build.phase, "kind": build.kind,
-            "commit": build.commit, "started": build.started, "digest": build.digest,
-            "error": build.error if build.phase == "error" else None, "history": list(build.history),
-        }
+            self.builds[build.id] = build.snapshot()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -229,41 +228,47 @@ class QuayStandIn:
         parts = urlsplit(handler.path)
         query = dict(parse_qsl(parts.query))
         authorization = handler.headers.get("Authorization")
+        body = _read_body(handler)
         with self._lock:
             self.requests.append({"t": time.monotonic(), "method": handler.command, "path": parts.path,
-                                  "query": query, "authorization": authorization})
+                                  "query": query, "authorization": authorization, "body": _decoded(body)})
             fault = self._faults.popleft() if self._faults else None
         if fault is not None:
-            self._answer_fault(handler, *fault)
+            _answer_fault(handler, *fault)
             return
         authed = self._authenticated(authorization)
         if authed is None or (self.private and not authed):
             handler.send_json(401, UNAUTHORIZED)
             return
-        if handler.command not in ("GET", "HEAD"):
-            handler.send_json(405, {**NOT_FOUND, "status": 405, "error_message": "Method Not Allowed",
-                                    "detail": "Method Not Allowed"})
+        if handler.command not in ("GET", "HEAD") and not (handler.command == "POST" and self._is_trigger_start(parts.path)):
+            handler.send_json(405, api_error(405, "not_found", "Method Not Allowed"))
             return
-        status, payload = self._route(parts.path, query, authed)
+        status, payload = self._route(parts.path, query, authed, handler.command, self._scope(authorization), body)
         handler.send_json(status, payload)
 
-    @staticmethod
-    def _answer_fault(handler: QuietHandler, status: int, retry_after: float | None) -> None:
-        headers = {}
-        if retry_after is not None and status in (429, 503):
-            headers["Retry-After"] = f"{retry_after:g}"
-        message = "internal" if status == 500 else "injected fault"
-        handler.send_json(status, {"error_message": message}, headers=headers)
+    def _is_trigger_start(self, path: str) -> bool:
+        segments = [s for s in path.split("/") if s]
+        return segments[:3] == ["api", "v1", "repository"] and segments[5:6] == ["trigger"] and \
+            self.triggers.is_start(segments[6:])
+
+    def _scope(self, authorization: str | None) -> str | None:
+        """"admin" (repo:admin), "read" (the API token) or None (anonymous or unknown)."""
+        if self.admin_token and authorization == f"Bearer {self.admin_token}":
+            return "admin"
+        if self.api_token and authorization == f"Bearer {self.api_token}":
+            return "read"
+        return None
 
     def _authenticated(self, authorization: str | None) -> bool | None:
-        """True: our API token; False: anonymous; None: a bearer token quay would reject."""
-        if self.api_token is None or not authorization:
+        """True: one of our tokens; False: anonymous; None: a bearer token quay would reject."""
+        if (self.api_token is None and self.admin_token is None) or not authorization:
             return False
-        if authorization == f"Bearer {self.api_token}":
+        if self._scope(authorization) is not None:
             return True
         return None if authorization.startswith("Bearer ") else False
 
-    def _route(self, path: str, query: dict[str, str], authed: bool) -> tuple[int, Any]:
+    def _route(self, path: str, query: dict[str, str], authed: bool, method: str = "GET", scope: str | None = None,
+               body: bytes = b"") -> tuple[int, Any]:
         segments = [s for s in path.split("/") if s]
         if segments[:3] != ["api", "v1", "repository"] or len(segments) < 5:
             return 404, NOT_FOUND
@@ -278,10 +283,13 @@ class QuayStandIn:
             if resource == "build" and len(rest) == 1:
                 return self._one_build(repo, rest[0], authed)
             if resource == "tag" and not rest:
-                return 200, self._list_tags(repo, query)
+                with self._lock:
+                    published = [(tag, dict(info)) for (app, tag), info in self.published.items() if app == repo]
+                return 200, tag_listing(published, query)
+            if resource == "trigger":
+                return self.triggers.route(method, repo, rest, scope, body)
         except ValueError:
-            return 400, {**NOT_FOUND, "status": 400, "error_message": "Invalid query", "detail": "Invalid query",
-                         "title": "invalid_request", "error_type": "invalid_request"}
+            return 400, api_error(400, "invalid_request", "Invalid query")
         return 404, NOT_FOUND
 
     def _visible(self, repo: str) -> list[_Build]:
@@ -302,62 +310,92 @@ class QuayStandIn:
         return 404, NOT_FOUND
 
     def _build_view(self, build: _Build, authed: bool) -> dict:
-        """One build as quay's API renders it."""
         with self._lock:
             phase = build.phase
-            trigger_id = self._trigger_ids.setdefault(build.app, str(uuid.uuid4()))
-        return {
-            "id": build.id,
-            "phase": phase,
-            "started": rfc2822(build.started),
-            "display_name": (build.commit or build.tag)[:7],
-            "tags": [build.tag],
-            "error": build.error if phase == "error" else None,
-            "status": {},
-            "subdirectory": "/",
-            "dockerfile_path": "/Dockerfile",
-            "context": "/",
-            "is_writer": False,
-            "manual_user": None,
-            "trigger": {
-                "id": trigger_id, "service": "github", "is_active": True, "build_source": None,
-                "repository_url": None, "config": {}, "can_invoke": False, "enabled": True, "disabled_reason": None,
-            },
-            "trigger_metadata": self._trigger_metadata(build) if authed else None,
-            "resource_key": None,
-            "pull_robot": None,
-            "repository": {"namespace": self.namespace, "name": build.app},
-        }
+        return build_view(build, phase, self.namespace, self.triggers.for_build(build.app), authed)
 
-    def _trigger_metadata(self, build: _Build) -> dict:
-        return {
-            "commit": build.commit,
-            "ref": f"refs/tags/{build.tag}",
-            "default_branch": "master",
-            "git_url": f"git@github.com:{self.namespace}/{build.app}.git",
-            "commit_info": {
-                "message": f"Release {build.tag}",
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(build.started)),
-            },
-        }
-
-    def _list_tags(self, repo: str, query: dict[str, str]) -> dict:
-        """quay's tag listing from what actually landed in the registry, newest first."""
-        limit = max(1, min(int(query.get("limit", 50)), 100))
-        page = max(1, int(query.get("page", 1)))
-        wanted = query.get("specificTag")
+    def _started_view(self, build_id: str) -> dict:
+        """What the trigger start route answers: the new build, as its admin sees it."""
         with self._lock:
-            rows = [(tag, dict(info)) for (app, tag), info in self.published.items()
-                    if app == repo and (wanted is None or tag == wanted)]
-        rows.sort(key=lambda row: row[1]["at"], reverse=True)
-        chosen = rows[(page - 1) * limit: page * limit]
-        tags = [{
-            "name": tag,
-            "reversion": False,
-            "start_ts": int(info["at"]),
-            "manifest_digest": info["digest"],
-            "is_manifest_list": info.get("kind") == "oci-index",
-            "size": 0,  # zero-layer images
-            "last_modified": rfc2822(info["at"]),
-        } for tag, info in chosen]
-        return {"tags": tags, "page": page, "has_additional": len(rows) > page * limit}
+            build = self._scripts[build_id]
+        return self._build_view(build, True)
+
+
+
+def _decoded(body: bytes) -> Any:
+    """A request body as tests want to assert on it: JSON when it is JSON, else text (None when empty)."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def build_view(build: _Build, phase: str | None, namespace: str, trigger: dict, authed: bool) -> dict:
+    """One build as quay's API renders it (trigger metadata only for authenticated callers, as on quay)."""
+    return {
+        "id": build.id,
+        "phase": phase,
+        "started": rfc2822(build.started),
+        "display_name": (build.commit or build.tag)[:7],
+        "tags": [build.tag],
+        "error": build.error if phase == "error" else None,
+        "status": {},
+        "subdirectory": "/",
+        "dockerfile_path": "/Dockerfile",
+        "context": "/",
+        "is_writer": False,
+        "manual_user": None,
+        "trigger": trigger,
+        "trigger_metadata": _trigger_metadata(build, namespace) if authed else None,
+        "resource_key": None,
+        "pull_robot": None,
+        "repository": {"namespace": namespace, "name": build.app},
+    }
+
+
+def _trigger_metadata(build: _Build, namespace: str) -> dict:
+    return {
+        "commit": build.commit,
+        "ref": f"refs/tags/{build.tag}",
+        "default_branch": "master",
+        "git_url": f"git@github.com:{namespace}/{build.app}.git",
+        "commit_info": {
+            "message": f"Release {build.tag}",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(build.started)),
+        },
+    }
+
+
+def _answer_fault(handler: QuietHandler, status: int, retry_after: float | None) -> None:
+    headers = {}
+    if retry_after is not None and status in (429, 503):
+        headers["Retry-After"] = f"{retry_after:g}"
+    message = "internal" if status == 500 else "injected fault"
+    handler.send_json(status, {"error_message": message}, headers=headers)
+
+
+def _read_body(handler: QuietHandler) -> bytes:
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
+
+
+def tag_listing(published: list[tuple[str, dict]], query: dict[str, str]) -> dict:
+    """quay's tag listing from what actually landed in the registry (`published`: (tag, info)), newest first."""
+    limit = max(1, min(int(query.get("limit", 50)), 100))
+    page = max(1, int(query.get("page", 1)))
+    wanted = query.get("specificTag")
+    rows = [(tag, info) for tag, info in published if wanted is None or tag == wanted]
+    rows.sort(key=lambda row: row[1]["at"], reverse=True)
+    chosen = rows[(page - 1) * limit: page * limit]
+    tags = [{
+        "name": tag,
+        "reversion": False,
+        "start_ts": int(info["at"]),
+        "manifest_digest": info["digest"],
+        "is_manifest_list": info.get("kind") == "oci-index",
+        "size": 0,  # zero-layer images
+        "last_modified": rfc2822(info["at"]),
+    } for tag, info in chosen]
+    return {"tags": tags, "page": page, "has_additional": len(rows) > page * limit}
