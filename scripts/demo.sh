@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then two drills, then
+# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then three drills, then
 # GitLab's deployment records backfilled once it is back.
 # Everything below is the tool's real output; the sandbox is stopped whatever happens.
 set -uo pipefail
@@ -32,7 +32,12 @@ git commit -q --allow-empty -m "refactor upload service [fail build]" && git pus
 run "$MD" tag --env prod || exit 1
 expect_fail "$MD" wait-image || exit 1
 
-say "Drill 2: an image that crashes on start — apply stops early and rolls back"
+say "Drill 2: quay's build trigger never fires for the tag — wait-image --start-build starts the build itself"
+git commit -q --allow-empty -m "hotfix with a lost webhook [skip build]" && git push -q origin master
+run "$MD" tag --env prod || exit 1
+run "$MD" wait-image --start-build || exit 1
+
+say "Drill 3: an image that crashes on start — apply stops early and rolls back"
 git commit -q --allow-empty -m "new mongo client [crash]" && git push -q origin master
 run "$MD" tag --env prod || exit 1
 run "$MD" wait-image || exit 1

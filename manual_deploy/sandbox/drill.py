@@ -283,7 +283,8 @@ def up(directory: Path, out, *, timeout: float = 180.0, deploy_repo: str | None 
     while time.monotonic() - started < timeout:
         ready = read_ready(directory)
         if ready and ready.get("pid") == process.pid:
-            out.success(f"sandbox up: registry {ready['registry']}, quay {ready['quay_api']}, kube {ready['kube']}")
+            out.success(f"sandbox up: registry {ready['registry']}, quay {ready['quay_api']}, GitLab {ready.get('gitlab')}, "
+                        f"kube {ready['kube']}")
             return ready
         if process.poll() is not None:
             raise OperationFailed(f"the sandbox supervisor exited with {process.returncode}{_log_tail(directory)}")
