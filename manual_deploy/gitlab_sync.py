@@ -10,6 +10,7 @@ posted: it would show as the newest and the page would lie.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,7 @@ class Syncer:
         if self.dry_run:
             self.report.would.append(_row(deploy, sha=sha, post=f"POST /api/v4/projects/{project_id(deploy.project)}/deployments",
                                           body=deploy.payload(sha)))
-            self.out.info(f"would record {deploy.describe()}: POST {deploy.payload(sha)}")
+            self.out.info(f"would record {deploy.describe()}: POST {json.dumps(deploy.payload(sha))}")
             return None
         try:
             created = self.client.create_deployment(deploy.project, **deploy.payload(sha))

@@ -201,7 +201,7 @@ def test_dry_run_shows_the_posts_and_posts_nothing(cli, bed, app_repo, gitlab, c
     result = cli("--config", config, "gitlab-sync", "--dry-run")
     assert result.code == 0, result.stderr
     assert f"would record prod ingest-core: apply of {tag} (success)" in result.stderr
-    assert f"'sha': '{sha}'" in result.stderr and "POST /api/v4/projects/hca%2Fingest-core/deployments" in result.stdout
+    assert f'"sha": "{sha}"' in result.stderr and '"tag": true' in result.stderr and "POST /api/v4/projects/hca%2Fingest-core/deployments" in result.stdout
     assert gitlab.deployments(PROJECT) == [] and not posts(gitlab) and _memory() == {}
 
 
