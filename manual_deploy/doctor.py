@@ -116,7 +116,9 @@ def run_doctor(request: DoctorRequest, out=None, environ: Mapping[str, str] = os
     for name in ("registry", "quay API", "deploy-config repo"):
         checks += found.get(name, [])
     checks += credential_checks(environ)
-    secrets = (environ.get("QUAY_TOKEN"), environ.get("QUAY_PASSWORD"))
+    if config is not None and config.gitlab.url:
+        checks.append(gitlab_token_check(config.gitlab.url, environ))
+    secrets = (environ.get("QUAY_TOKEN"), environ.get("QUAY_PASSWORD"), environ.get("GITLAB_TOKEN"))
     return Report(tuple(_redacted(check, secrets) for check in checks))
 
 
@@ -172,6 +174,14 @@ def _context_check(config: Config, env: str, explicit: str | None) -> tuple[Chec
     except ManualDeployError as exc:
         return Check(name, FAIL, exc.message, exc.hint or kube._context_hint(env)), None
     return Check(name, OK, f"{target.context} → {target.server} (namespace {target.namespace})"), target
+
+
+def gitlab_token_check(url: str, environ: Mapping[str, str]) -> Check:
+    """Optional during the outage; needed afterwards, when `gitlab-sync` records the deploys in GitLab."""
+    if environ.get("GITLAB_TOKEN"):
+        return Check("GITLAB_TOKEN", OK, "set")
+    return Check("GITLAB_TOKEN", WARN, f"not set: deploys cannot be recorded in GitLab ({url}) until it is",
+                 "export GITLAB_TOKEN=<personal access token with the api scope>, then `manual-deploy gitlab-sync`")
 
 
 def credential_checks(environ: Mapping[str, str]) -> list[Check]:

@@ -267,3 +267,20 @@ def test_every_network_call_gets_a_short_timeout(monkeypatch, tmp_path):
     assert seen["http://r/v2/"] == seen["http://r/api/v1/discovery"] == doctor.HTTP_TIMEOUT
     assert sum(doctor.HTTP_TIMEOUT) <= 5 and seen["cluster"] == doctor.CHECK_TIMEOUT_S <= 5
     assert seen["retries"] is False
+
+
+def test_gitlab_token_is_checked_when_gitlab_is_configured_and_never_shown(cli, bed, tmp_path, monkeypatch):
+    """The GitLab record comes after the outage, so a missing GITLAB_TOKEN warns and does not fail."""
+    from bed import write_bed_config
+
+    config = write_bed_config(tmp_path / "gl.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url,
+                              helm=bed.helm, gitlab_url="https://gitlab.example.org")
+    missing = cli("--config", config, "-o", "json", "doctor", "--env", "prod")
+    assert missing.code == 0, missing.stdout + missing.stderr
+    check = by_name(missing)["GITLAB_TOKEN"]
+    assert check["status"] == "warn" and "https://gitlab.example.org" in check["detail"] and "gitlab-sync" in check["hint"]
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-doctor-secret-0123456789")
+    present = cli("--config", config, "-o", "json", "doctor", "--env", "prod")
+    assert by_name(present)["GITLAB_TOKEN"]["status"] == "ok"
+    assert "glpat-doctor-secret" not in present.stdout + present.stderr
+    assert "GITLAB_TOKEN" not in by_name(cli("--config", bed.config, "-o", "json", "doctor", "--env", "prod"))
