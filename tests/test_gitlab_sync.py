@@ -218,3 +218,20 @@ def test_a_manual_deploy_older_than_a_later_ci_deploy_is_not_posted(cli, bed, ap
     assert [r["ref"] for r in result.json()["superseded"]] == [tag]
     assert f"GitLab already shows CI deployment #{ci['iid']}" in result.stderr
     assert [d["id"] for d in gitlab.deployments(PROJECT)] == [ci["id"]]
+
+
+def test_a_record_without_its_commit_gets_the_full_sha_from_gitlabs_tag(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """`apply --tag T` run outside the checkout knows no commit (nor does any earlier record of T): the
+    sync asks GitLab which commit the tag T names and posts that full SHA."""
+    app_repo.git("tag", "v1-hotfix")
+    app_repo.git("push", "-q", "origin", "refs/tags/v1-hotfix")
+    sha = app_repo.git("rev-parse", "HEAD")
+    publish(bed, "ingest-core", "v1-hotfix")
+    monkeypatch.chdir(tmp_path)
+    gitlab.down()
+    applied = cli("--config", config, "apply", "--env", "prod", "--app", "ingest-core", "--tag", "v1-hotfix", "--yes")
+    assert applied.code == 0, applied.stderr
+    assert audit.read()[-1]["commit"] is None and audit.read()[-1]["ref"] == "v1-hotfix"
+    gitlab.up()
+    assert cli("--config", config, "gitlab-sync").code == 0
+    assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, "v1-hotfix")]

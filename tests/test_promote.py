@@ -108,6 +108,8 @@ def test_retag_writes_the_release_tag_on_the_same_digest(cli, bed):
     assert head.headers["Docker-Content-Digest"] == digest
     image, _ = _deployed_image(bed)
     assert image == f"{bed.registry.host}/ebi-ait/ingest-exporter:{new[0]}@{digest}"
+    record = audit.read()[-1]  # GitLab knows the git tag the image was built from, not the registry-only retag
+    assert (record["command"], record["ref"], record["gitlab_project"]) == ("promote", "0ec3e066", "hca/ingest-exporter")
 
 
 def test_same_env_twice_is_a_usage_error(cli, bed):
