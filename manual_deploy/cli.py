@@ -26,7 +26,7 @@ from manual_deploy.commands import sandbox as sandbox_cmd
 from manual_deploy.commands import status as status_cmd
 from manual_deploy.commands import tag as tag_cmd
 from manual_deploy.commands import wait_image as wait_image_cmd
-from manual_deploy.redact import redact
+from manual_deploy.redact import env_secrets, redact
 from manual_deploy.session import Session
 
 EXIT_CODES_HELP = (
@@ -143,7 +143,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def _report(session: Session, exc: errors.ManualDeployError) -> int:
-    exc.message, exc.hint = redact(exc.message), redact(exc.hint) if exc.hint else None
+    exc.message, exc.hint = redact(exc.message, *env_secrets()), redact(exc.hint, *env_secrets()) if exc.hint else None
     session.out.error(exc.message, exc.hint)
     if session.out.json:
         session.out.result(
@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        session.out.error(redact(f"internal error: {type(exc).__name__}: {exc}"), "re-run with -v for the traceback and report it")
+        session.out.error(redact(f"internal error: {type(exc).__name__}: {exc}", *env_secrets()),
+                          "re-run with -v for the traceback and report it")
         return errors.FAILED
 
 

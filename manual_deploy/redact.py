@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(?::[^/@\s]*)?@", re.IGNORECASE)
-_AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:bearer|basic)\s+)\S+")
+_AUTH_HEADER = re.compile(r"(?i)((?:authorization:\s*(?:bearer|basic)|private-token:)\s+)\S+")
+SECRET_ENV = ("QUAY_TOKEN", "QUAY_PASSWORD", "GITLAB_TOKEN")
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -16,3 +18,8 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def env_secrets() -> tuple[str | None, ...]:
+    """The secrets users hand us through the environment: masked in every error, whatever raised it."""
+    return tuple(os.environ.get(name) for name in SECRET_ENV)

@@ -42,3 +42,13 @@ def test_redact_hides_url_credentials_headers_and_known_secrets():
     cleaned = redact(text, "sekrit-123")
     assert "tok3n-value" not in cleaned and "abc.def" not in cleaned and "sekrit-123" not in cleaned
     assert "https://***@quay.io/x" in cleaned
+
+
+def test_the_cli_masks_the_tokens_users_export_in_any_error(cli, monkeypatch):
+    """A safety net beyond each client's own care: an error that carries GITLAB_TOKEN's value (here the
+    config path itself, a contrived carrier) is printed with the value masked; GitLab's header too."""
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-leaky-0123456789")
+    result = cli("--config", "/nonexistent/glpat-leaky-0123456789.yaml", "status", "--env", "prod")
+    assert result.code == 2 and "config file not found" in result.stderr
+    assert "glpat-leaky" not in result.stderr + result.stdout and "***" in result.stderr
+    assert redact("PRIVATE-TOKEN: glpat-abc") == "PRIVATE-TOKEN: ***"
