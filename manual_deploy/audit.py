@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from manual_deploy import paths
+from manual_deploy import paths, validate
 
 
 def record(entry: dict[str, Any], *, log: Path | None = None) -> dict[str, Any]:
@@ -61,6 +61,6 @@ def commit_of(app: str, ref: str, log: Path | None = None) -> str | None:
     """
     for entry in reversed(read(log)):
         commit = entry.get("commit")
-        if entry.get("app") == app and entry.get("ref") == ref and isinstance(commit, str) and len(commit) == 40:
+        if entry.get("app") == app and entry.get("ref") == ref and validate.FULL_SHA.match(str(commit or "")):
             return commit
     return None

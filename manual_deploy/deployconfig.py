@@ -25,7 +25,6 @@ from manual_deploy.redact import redact
 _ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
-_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FETCH_TIMEOUT_S = 300
 PROBE_TIMEOUT_S = 60
 
@@ -194,7 +193,7 @@ def _current(where: Path, url: str, ref: str) -> str | None:
         return None
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     status_argv = ["git", "-C", str(where), "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--ignored=matching"]
-    remote_argv = None if _FULL_SHA.match(ref) else ["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}",
+    remote_argv = None if validate.FULL_SHA.match(ref) else ["git", "ls-remote", "--", url, f"refs/heads/{ref}", f"refs/tags/{ref}",
                                                               f"refs/tags/{ref}^{{}}"]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
              for argv in (status_argv, remote_argv) if argv]
@@ -222,7 +221,7 @@ def _clean_head(porcelain: str) -> str | None:
             head = line.split()[2]
         elif not line.startswith("#"):
             return None
-    return head if head and _FULL_SHA.match(head) else None
+    return head if head and validate.FULL_SHA.match(head) else None
 
 
 def _remote_commit(listing: str, ref: str) -> str | None:

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from manual_deploy import audit, paths
+from manual_deploy import audit, paths, validate
 from manual_deploy.config import Config
+from manual_deploy.jsonfile import write_atomic
+from manual_deploy.timestamps import parse_time
 
 STATUS_OF = {"deployed": "success", "rolled back": "success", "failed": "failed", "interrupted": "canceled"}
 VERBS = frozenset({"apply", "deploy", "promote", "rollback"})
 CLOCK_SLACK = timedelta(minutes=10)  # the laptop's clock against GitLab's
-FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 MEMORY_FILE = "gitlab-sync.json"
 SYNC = "manual-deploy gitlab-sync"
 
@@ -34,14 +32,6 @@ def record_key(record: dict[str, Any]) -> str:
         return str(record["id"])
     stable = {k: record.get(k) for k in ("at", "user", "host", "command", "env", "app", "image", "new_revision")}
     return "h" + hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:31]
-
-
-def parse_time(text: str | None) -> datetime | None:
-    try:
-        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class ManualDeploy:
             return None
         # The config wins: a path fixed there after a 404 must apply to the records already written.
         project = config.app(app).gitlab_project if app in config.apps else (record.get("gitlab_project") or f"hca/{app}")
-        commit = record.get("commit") if FULL_SHA.match(str(record.get("commit") or "")) else None
+        commit = record.get("commit") if validate.FULL_SHA.match(str(record.get("commit") or "")) else None
         return cls(key=record_key(record), at=at, env=str(env), app=str(app), project=str(project), ref=str(ref),
                    commit=commit, status=status, command=str(record["command"]), user=str(record.get("user") or "?"))
 
@@ -110,11 +100,7 @@ class SyncMemory:
 
     def remember(self, key: str, **info: Any) -> None:
         self.entries[key] = {**info, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".gitlab-sync-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.entries, handle, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, self.entries)
 
 
 def manual_deploys(config: Config, env: str | None = None, app: str | None = None) -> list[ManualDeploy]:

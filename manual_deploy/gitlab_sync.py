@@ -17,7 +17,8 @@ from typing import Any
 from manual_deploy.config import Config
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.gitlab import TIMEOUT, TOKEN_ENV, TOKEN_HINT, GitLabClient, GitLabRefused, GitLabRejected, GitLabUnreachable, project_id
-from manual_deploy.gitlab_records import CLOCK_SLACK, SYNC, ManualDeploy, SyncMemory, manual_deploys, parse_time, pending
+from manual_deploy.gitlab_records import CLOCK_SLACK, SYNC, ManualDeploy, SyncMemory, manual_deploys, pending
+from manual_deploy.timestamps import parse_time
 
 BACK = f"run `{SYNC}` again when GitLab is back"
 

@@ -18,7 +18,8 @@ from manual_deploy.errors import ManualDeployError, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import resolve_target
 from manual_deploy.images import ImageRef
-from manual_deploy.status import HELM_READ_TIMEOUT_S, parse_description, parse_time, render, who
+from manual_deploy.status import HELM_READ_TIMEOUT_S, parse_description, render, who
+from manual_deploy.timestamps import parse_time
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from manual_deploy.jsonfile import write_atomic
 
 STATE_DIR = "manual-deploy"
 STATE_FILE = "state.json"
@@ -49,13 +50,6 @@ def load(git_dir: Path) -> dict[str, Any]:
 
 def record(git_dir: Path, step: str, data: dict[str, Any]) -> Path:
     """Store `data` under `step`, atomically; a new `tag` step starts a new chain."""
-    path = state_path(git_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     current = {} if step == "tag" else load(git_dir)
     current[step] = {**data, "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(current, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(state_path(git_dir), current)

@@ -23,6 +23,7 @@ from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, api_message, resolve_target
 from manual_deploy.redact import redact
 from manual_deploy.images import ImageRef, same_image
+from manual_deploy.timestamps import parse_time
 
 MAX_PARALLEL_READS = 8  # helm subprocesses at once, across all envs and apps
 HELM_READ_TIMEOUT_S = 60.0
@@ -31,9 +32,6 @@ NOT_DEPLOYED = "not deployed"
 
 _APPLY_DESCRIPTION = re.compile(
     r"^manual-deploy by (?P<by>\S+); reason: (?P<reason>.*); image: (?P<image>\S+); config: (?P<config>[0-9a-f]{4,40})$"
-)
-_TIMESTAMP = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?"
 )
 
 
@@ -62,21 +60,6 @@ def parse_description(text: str) -> Provenance | None:
 def who(by: str | None) -> str:
     """user@host without the process id: what a human needs to know whom to ask."""
     return (by or "").split("#", 1)[0]
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """helm's timestamps (RFC 3339 with nanoseconds, or Python's str(datetime)) as an aware UTC datetime."""
-    match = _TIMESTAMP.match((text or "").strip())
-    if not match:
-        return None
-    frac = (match.group("frac") or "0")[:6].ljust(6, "0")
-    tz = match.group("tz") or "+00:00"
-    tz = "+00:00" if tz == "Z" else (tz if ":" in tz else f"{tz[:3]}:{tz[3:]}")
-    try:
-        stamp = datetime.fromisoformat(f"{match.group('date')}T{match.group('time')}.{frac}{tz}")
-    except ValueError:
-        return None
-    return stamp.astimezone(timezone.utc)
 
 
 def iso(stamp: datetime | None) -> str | None:

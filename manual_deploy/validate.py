@@ -19,6 +19,8 @@ REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Revision expressions users type: SHAs, branches, HEAD~2, origin/master, v1.2^{commit}.
 GIT_REV = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./~^@{}+-]{0,199}$")
 BRANCH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}$")
+# A whole commit id, as git prints it and GitLab's deployment record needs it.
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str], extra_ok: bool = True) -> str:

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from manual_deploy.timestamps import parse_time
+
 EVENT_LINES = 8  # events kept per resource: enough for the story, short enough for a terminal
 
 
@@ -62,15 +64,6 @@ class Failure:
 
 
 # --- events ------------------------------------------------------------------------------------------
-
-
-def parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def event_time(event: dict[str, Any]) -> dt.datetime:
