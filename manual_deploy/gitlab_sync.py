@@ -74,7 +74,7 @@ class Syncer:
                 if exc.status == 401:
                     raise
                 self.report.refusals.append(exc)
-                self._keep(items[len([d for d in items if self.memory.get(d.key)]):], exc.message)
+                self._keep([d for d in items if self.memory.get(d.key) is None], exc.message)
         return self.report
 
     def _stream(self, items: list[ManualDeploy]) -> None:
