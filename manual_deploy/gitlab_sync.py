@@ -250,15 +250,16 @@ def record_now(config: Config, entries: list[dict[str, Any]], out) -> dict[str, 
     if not mine or not config.gitlab.url:
         return {}
     memory = SyncMemory()
-    then = f"run `{SYNC}` once GitLab is back"
+    kept: dict[str, tuple[str, str]] = {}  # app → why its record is kept and what to do, when the sync ran
+    reason, then = "superseded by a later CI deploy", f"run `{SYNC}` once GitLab is back"
     try:
         # No retries and short timeouts: a deploy's summary must not wait on a GitLab that is down.
         client = client_for(config, token=token_from_env(), session=requests.Session(), timeout=(2.0, 5.0))
         apps = {d.app for d in mine}
-        syncer = Syncer(client, memory, _Quiet(out))
-        syncer.run(pending([d for d in manual_deploys(config, mine[0].env) if d.app in apps], memory))
-        reason = next((row["reason"] for row in syncer.report.kept), None)
-        then = f"run `{SYNC}` again later" if reason else then
+        report = Syncer(client, memory, _Quiet(out)).run(
+            pending([d for d in manual_deploys(config, mine[0].env) if d.app in apps], memory))
+        for row in report.kept:
+            kept.setdefault(row["app"], (row["reason"], _next_step(report, row["app"])))
     except GitLabUnreachable as exc:
         reason = exc.message
     except ManualDeployError as exc:
@@ -266,12 +267,21 @@ def record_now(config: Config, entries: list[dict[str, Any]], out) -> dict[str, 
     notes = {}
     for deploy in mine:
         entry = memory.get(deploy.key)
-        recorded = entry is not None and entry.get("outcome") != "superseded"
-        notes[deploy.app] = f"recorded in GitLab as deployment #{entry.get('iid')}" if recorded else "not recorded in GitLab"
-    missing = sorted(app for app, note in notes.items() if note.startswith("not"))
-    if missing:
-        out.warn(f"{', '.join(missing)}: not recorded in GitLab ({reason or 'superseded by a later CI deploy'}); {then}")
+        if entry is not None and entry.get("outcome") != "superseded":
+            notes[deploy.app] = f"recorded in GitLab as deployment #{entry.get('iid')}"
+        else:
+            notes[deploy.app] = "not recorded in GitLab"
+            why, step = kept.get(deploy.app, (reason, then))
+            out.warn(f"{deploy.app}: not recorded in GitLab ({why}); {step}")
     return notes
+
+
+def _next_step(report: SyncReport, app: str) -> str:
+    """The `next:` that `gitlab-sync` would give for this app's kept records alone."""
+    rows = [row for row in report.kept if row["app"] == app]
+    reasons = {row["reason"] for row in rows}
+    mine = SyncReport(kept=rows, refusals=[exc for exc in report.refusals if exc.message in reasons])
+    return _kept_error(mine, {}).hint
 
 
 class _Quiet:

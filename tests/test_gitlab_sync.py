@@ -235,3 +235,27 @@ def test_a_record_without_its_commit_gets_the_full_sha_from_gitlabs_tag(cli, bed
     gitlab.up()
     assert cli("--config", config, "gitlab-sync").code == 0
     assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, "v1-hotfix")]
+
+
+def test_apply_of_several_apps_says_each_apps_own_reason(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """ingest-core's record goes in; GitLab has no project for ingest-exporter, and its copy of ingest-archiver
+    (an empty repository) has no such tag: each warning names its own app's reason and next step."""
+    from manual_deploy.sandbox.gitrepos import git
+
+    empty = tmp_path / "archiver.git"
+    git(tmp_path, "init", "-q", "--bare", str(empty))
+    gitlab.add_project("hca/ingest-archiver", empty)
+    app_repo.git("tag", "v2-both")
+    app_repo.git("push", "-q", "origin", "refs/tags/v2-both")
+    apps = ("ingest-core", "ingest-exporter", "ingest-archiver")
+    for app in apps:
+        publish(bed, app, "v2-both")
+    monkeypatch.chdir(tmp_path)
+    applied = cli("--config", config, "apply", "--env", "prod", *(f"--app={app}" for app in apps), "--tag", "v2-both", "--yes")
+    assert applied.code == 0, applied.stderr
+    [made] = gitlab.deployments(PROJECT)
+    assert made["ref"] == "v2-both" and f"recorded in GitLab as deployment #{made['iid']}" in applied.stdout
+    warnings = {line.split(":")[1].strip(): line for line in applied.stderr.splitlines() if "not recorded in GitLab" in line}
+    assert set(warnings) == {"ingest-exporter", "ingest-archiver"}
+    assert "404 Project Not Found for hca/ingest-exporter" in warnings["ingest-exporter"]
+    assert "has no tag v2-both" in warnings["ingest-archiver"] and "ingest-exporter" not in warnings["ingest-archiver"]
