@@ -125,14 +125,14 @@ class GitLabClient:
         return self._call("PUT", f"/projects/{project_id(project)}/deployments/{int(deployment_id)}", project=project,
                           action=f"update deployment {deployment_id}", body={"status": status})
 
-    def tag_commit(self, project: str, tag: str) -> str | None:
-        """The full SHA a tag points at in GitLab's copy of the repository; None when GitLab has no such tag."""
+    def commit_of(self, project: str, ref: str) -> str | None:
+        """The full SHA `ref` (a tag, or a short SHA that quay tagged an image with) names in GitLab's copy of
+        the repository; None when that copy has no such ref."""
         try:
-            data = self._call("GET", f"/projects/{project_id(project)}/repository/tags/{quote(tag, safe='')}",
-                              project=project, action="read tags")
+            data = self._call("GET", f"/projects/{project_id(project)}/repository/commits/{quote(ref, safe='')}",
+                              project=project, action="read commits")
         except GitLabRefused as exc:
-            if exc.status == 404 and "Tag" in exc.message:
+            if exc.status == 404 and "Commit" in exc.message:
                 return None
             raise
-        commit = (data or {}).get("commit") if isinstance(data, dict) else None
-        return commit.get("id") if isinstance(commit, dict) else None
+        return data.get("id") if isinstance(data, dict) else None

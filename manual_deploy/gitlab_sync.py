@@ -94,9 +94,10 @@ class Syncer:
         if newer is not None:
             self._superseded(deploy, newer)
             return None
-        sha = deploy.commit or self.client.tag_commit(deploy.project, deploy.ref)
+        sha = deploy.commit or self.client.commit_of(deploy.project, deploy.ref)
         if sha is None:
-            return f"GitLab's copy of {deploy.project} has no tag {deploy.ref} yet: its mirror has not caught up"
+            return (f"GitLab's copy of {deploy.project} has no tag {deploy.ref} yet: its mirror has not caught up, "
+                    f"or {deploy.ref} is an image tag only the registry has, which GitLab cannot record")
         found = self._match(deploy, sha, existing)
         if found is not None:
             self._adopt(deploy, found)
