@@ -131,14 +131,23 @@ class BuildTrigger(threading.Thread):
         self.quay.add_build(APP, tag, phases=FAILED_BUILD if failed else BUILD, commit=commit, error=BUILD_ERROR if failed else None)
 
 
-def start_gitlab(app_remote: Path):
-    """GitLab as it stood before the outage: the app's project (its copy of the repository is the app's
-    remote) whose environments show the last CI deploy of master."""
+def start_gitlab(directory: Path, app_remote: Path):
+    """GitLab as it stood before the outage: a project for every configured app, as the team's GitLab has.
+    The drill app's copy of the repository is its remote, and its environments show the last CI deploy
+    of master; the other apps' repositories here are empty, so a tag only the registry has (`sandbox`)
+    is refused as GitLab would refuse it."""
+    from manual_deploy.config import default_config_text, parse_config
     from manual_deploy.sandbox.gitlab import GitLabStandIn
     from manual_deploy.sandbox.gitrepos import git
 
     gitlab = GitLabStandIn(f"glpat-sandbox-{secrets.token_hex(10)}").start()
-    gitlab.add_project(f"hca/{APP}", app_remote)
+    config = parse_config(default_config_text(), "(bundled)")
+    for name in config.apps:
+        repo = app_remote if name == APP else Path(directory) / "gitlab" / f"{name}.git"
+        if not repo.exists():
+            repo.parent.mkdir(parents=True, exist_ok=True)
+            git(repo.parent, "init", "-q", "--bare", str(repo))
+        gitlab.add_project(config.app(name).gitlab_project, repo)
     master = git(app_remote, "rev-parse", "master").strip()
     for env in ("dev", "staging", "prod"):
         gitlab.add_ci_deployment(f"hca/{APP}", env, master, "master")
@@ -220,7 +229,7 @@ def serve(directory: Path, deploy_repo: str | None = None) -> int:
         kubeconfig = write_kubeconfig(directory / "kubeconfig", ingest_contexts(kube.url), exec_user=plugin,
                                       current="ingest-eks-dev")
         helm = find_helm_for_sandbox()
-        gitlab = start_gitlab(directory / "apps" / "remotes" / f"{APP}.git")
+        gitlab = start_gitlab(directory, directory / "apps" / "remotes" / f"{APP}.git")
         started.append(gitlab)
         config = write_config(directory / "config.yaml", registry_url=registry.url, api_url=quay.api_url, deploy_url=deploy_repo_url,
                               helm=helm, gitlab_url=gitlab.url)
