@@ -28,6 +28,26 @@ from manual_deploy.release.speed import EarlyStatusReads, warm_up_kubernetes_cli
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 
 
+def helm_may_run_for(left_by, lock) -> float:
+    """How long the helm of the run whose lock we took may still write its release (s).
+
+    A displaced live run notices at its next renewal and stops helm within the watchdog's grace; a
+    dead run's watchdog stopped its helm within that grace of the death, which came after its last
+    renewal. Past both bounds nobody else's helm runs, and the release can be recovered at once."""
+    import time
+    from datetime import datetime, timezone
+
+    from manual_deploy.lock import RENEW_EVERY_S
+    from manual_deploy.watchdog import STOP_GRACE_S
+
+    if left_by is None or lock is None:
+        return 0.0
+    margin = RENEW_EVERY_S + STOP_GRACE_S + 2
+    since_beat = left_by.heartbeat_age(datetime.now(timezone.utc)) or 0.0
+    since_take = time.monotonic() - (lock.taken_at or time.monotonic())
+    return max(0.0, margin - since_beat, (margin - since_take) if left_by.state() == "live" else 0.0)
+
+
 def gitlab_slug(text: str) -> str:
     """GitLab's *_SLUG: lower-case, everything but a-z0-9 → '-', at most 63 chars, no '-' at the ends."""
     slug = re.sub(r"[^a-z0-9]", "-", text.lower())[:63]
@@ -73,6 +93,7 @@ class AppPlan:
     current_values: dict = field(default_factory=dict)
     chart: Any = None  # pyhelm3 Chart, loaded by the plan
     unchanged: bool = False
+    recover: bool = False  # pending-*: roll it back once our lock is taken (a dead run's, or --recover)
 
 
 def validate_flags(request: ApplyRequest) -> None:
@@ -293,7 +314,7 @@ class Apply:
             plan.chart = await chart
         except Exception as exc:
             raise helm_error(exc, f"helm cannot read the chart {chart_dir}") from None
-        await asyncio.to_thread(self._refuse_pending, plan)
+        await asyncio.to_thread(self._check_pending, plan)
         plan.unchanged = bool(
             plan.current
             and plan.current.status == "deployed"
@@ -333,26 +354,36 @@ class Apply:
             return f"{plan.app.name}: no change — {old}"
         return f"{plan.app.name}: {old} → {new}"
 
-    def _refuse_pending(self, plan: AppPlan) -> None:
-        """A release in pending-*: busy when a live deploy lock holds the app, else stuck (→ --recover)."""
+    def _check_pending(self, plan: AppPlan) -> None:
+        """A release in pending-*: busy while a live run holds its lock (refused); left by a dead run (its
+        lock expired or stopped answering, its PID gone) or taken with --break-lock: recovered once our lock
+        is taken; stuck with no lock at all (plain helm died): --recover."""
         current = plan.current
         if not current or current.status not in PENDING:
             return
-        release, ns, ctx = plan.app.release, self.target.namespace, self.target.context
-        from manual_deploy.lock import live_holder
+        from manual_deploy.lock import read_holder
 
-        holder = live_holder(self.release.kube_client(), ns, plan.app.name, ignore=self.release.locks.get(plan.app.name))
-        if holder is not None:
+        app = plan.app.name
+        holder = read_holder(self.release.kube_client(), self.target.namespace, app)
+        ours = self.release.locks.get(app)
+        if holder is not None and ours is not None and holder.run_id == ours.run.run_id:
+            holder = ours.taken_from  # ours already (the lock is taken while the plan reads): whose was it?
+        elif holder is not None and holder.state() == "live" and not self.request.break_lock:
             raise Refused(
-                f"{plan.app.name} is being deployed right now by {holder.describe()} "
-                f"(release {release} is {current.status}, revision {current.number})",
-                hint=f"wait for that deploy to finish (`manual-deploy status --env {self.request.env} --app {plan.app.name}`); "
-                f"if that run died, take its lock over with --break-lock",
+                f"{app} is being deployed right now by {holder.describe()} "
+                f"(release {plan.app.release} is {current.status}, revision {current.number})",
+                hint=f"wait for that deploy to finish (`manual-deploy status --env {self.request.env} --app {app}`); "
+                f"if you know that run is dead or hung, take it over: `manual-deploy apply --env {self.request.env} --app {app} "
+                f"--tag {plan.tag} --break-lock`",
                 details={"lock_holder": holder.identity},
             )
-        if self.request.recover:
-            return
-        raise Refused(
+        if holder is None and not self.request.recover:
+            raise self._stuck(plan)
+        plan.recover = True
+
+    def _stuck(self, plan: AppPlan) -> Refused:
+        release, ns, ctx, current = plan.app.release, self.target.namespace, self.target.context, plan.current
+        return Refused(
             f"release {release} is stuck in {current.status} (revision {current.number}) and no deploy holds its lock",
             hint=(
                 f"`manual-deploy apply --env {self.request.env} --app {plan.app.name} --recover` "
@@ -374,9 +405,13 @@ class Apply:
                                       description=description(request, plan, self.deploy.sha, holder_identity()))
 
         before = []
-        if request.recover and plan.current and plan.current.status in PENDING:
+        if plan.recover:
             async def recover() -> None:
-                await self._recover(plan)
+                lock = self.release.locks.get(app.name)
+                left_by = lock.taken_from if lock is not None else None
+                if left_by is None and not request.recover:
+                    raise self._stuck(plan)
+                await self._recover(plan, left_by)
                 change.old = plan.current  # the upgrade now follows the recovered revision
 
             before.append(("recover", recover))
@@ -404,17 +439,51 @@ class Apply:
             return tagged.get("commit")
         return None
 
-    async def _recover(self, plan: AppPlan) -> None:
-        helm, ns = self.release.helm(), self.target.namespace
-        previous = await self.release.last_good(plan.app.release)
+    async def _recover(self, plan: AppPlan, left_by=None) -> None:
+        """Bring a pending-* release back to its newest good revision. When another run left it (dead, or
+        its lock just taken over), first give that run's helm time to stop (bounded): helm cancels and
+        rolls back by itself, and two helms must not write one release."""
+        helm, ns, release = self.release.helm(), self.target.namespace, plan.app.release
+        wait = helm_may_run_for(left_by, self.release.locks.get(plan.app.name))
+        if wait > 0:
+            self.out.step(f"{release}: {plan.current.status} was left by {left_by.identity}; "
+                          f"waiting up to {wait:.0f} s for its helm to stop")
+            settled = await self._settled(release, wait)
+            if settled is not None and settled.status not in PENDING:
+                plan.current = settled
+                self.out.info(f"  {release}: its helm stopped; revision {settled.number} is {settled.status}")
+                return
+        previous = await self.release.last_good(release)
         if previous is None:
-            self.out.warn(f"{plan.app.release}: no good revision to go back to; uninstalling the stuck install")
-            await helm.uninstall(plan.app.release, ns, timeout_s=120)
+            self.out.warn(f"{release}: no good revision to go back to; uninstalling the stuck install")
+            await helm.uninstall(release, ns, timeout_s=120)
             plan.current = None
         else:
-            self.out.step(f"{plan.app.release}: rolling back the stuck {plan.current.status} to revision {previous}")
-            await helm.rollback(plan.app.release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
-            plan.current = await helm.current(plan.app.release, ns)
+            self.out.step(f"{release}: rolling back the stuck {plan.current.status} to revision {previous}")
+            await helm.rollback(release, ns, previous, timeout_s=min(self.request.timeout_s, 300))
+            plan.current = await helm.current(release, ns)
+
+    async def _settled(self, release: str, wait_s: float) -> Revision | None:
+        """The release once it is the same in two reads a second apart and no longer pending, or as it is
+        after `wait_s` (progress at least every 10 s)."""
+        import time
+
+        helm, ns = self.release.helm(), self.target.namespace
+        end = started = time.monotonic()
+        end += wait_s
+        said, last = started, None
+        while True:
+            current = await helm.current(release, ns)
+            if current is not None and current == last and current.status not in PENDING:
+                return current
+            if time.monotonic() >= end:
+                return current
+            if time.monotonic() - said >= 9:
+                said = time.monotonic()
+                self.out.info(f"  {release}: still {current.status if current else 'gone'} "
+                              f"({int(said - started)} s of {wait_s:.0f} s)")
+            last = current
+            await asyncio.sleep(1.0)
 
     async def _post_check(self, change: Change, plan: AppPlan, argv: list[str], revision: Revision) -> None:
         from manual_deploy.postcheck import run_post_check
@@ -473,11 +542,7 @@ def run_apply(config: Config, request: ApplyRequest, out: Output) -> dict[str, A
     try:
         return asyncio.run(_run_async(run, plans))
     except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted during {run.phases.current or 'apply'}; the deploy lock was released",
-            hint=f"check the release: `manual-deploy status --env {request.env}` or `helm status <app> -n {run.env.namespace}`; "
-            f"if it is stuck in pending-*, re-run apply with --recover",
-        ) from None
+        raise run.release.interrupted() if run.release else Interrupted("interrupted before the deploy started") from None
     finally:
         run.close()
 

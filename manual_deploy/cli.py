@@ -14,7 +14,7 @@ from typing import NoReturn, Optional
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError as ParseError  # typer's vendored click
 
-from manual_deploy import __version__, errors
+from manual_deploy import __version__, errors, interrupts
 from manual_deploy.commands import apply as apply_cmd
 from manual_deploy.commands import deploy as deploy_cmd
 from manual_deploy.commands import doctor as doctor_cmd
@@ -183,6 +183,7 @@ def _given_value(argv: list[str], opts) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to a documented exit code."""
     session = Session()
+    interrupts.install()
     argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
         rv = app(args=argv, prog_name="manual-deploy", standalone_mode=False, obj=session)
@@ -207,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         exc.show() if hasattr(exc, "show") else session.out.error(exc.format_message())
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        session.out.error("interrupted; nothing further was done")
-        return errors.INTERRUPTED
+        session.out.error(f"interrupted by {interrupts.name()}; nothing further was done")
+        return interrupts.exit_code()
     except Exception as exc:  # a bug, not an expected failure: still no raw traceback unless asked
         refused = api_refusal(exc)
         if refused is not None:

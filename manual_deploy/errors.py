@@ -11,7 +11,9 @@ FAILED = 1
 USAGE = 2
 REFUSED = 3
 TIMED_OUT = 4
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + the signal: SIGINT (Ctrl-C)
+TERMINATED = 143  # SIGTERM (`kill PID`)
+HUNG_UP = 129  # SIGHUP (the terminal was closed)
 
 EXIT_CODES = {
     OK: "success",
@@ -19,7 +21,9 @@ EXIT_CODES = {
     USAGE: "usage error or bad input (unknown app/env/commit, invalid config, not a git repository)",
     REFUSED: "refused by a safety check (unmerged commit, name collision, lock held, no confirmation)",
     TIMED_OUT: "a wait timed out",
-    INTERRUPTED: "interrupted (Ctrl-C)",
+    INTERRUPTED: "interrupted (Ctrl-C); what had started was rolled back and the lock released",
+    TERMINATED: "terminated (SIGTERM), cleaned up as on Ctrl-C",
+    HUNG_UP: "hung up (SIGHUP: the terminal was closed), cleaned up as on Ctrl-C",
 }
 
 
@@ -64,6 +68,10 @@ class TimedOut(ManualDeployError):
 
 
 class Interrupted(ManualDeployError):
-    """The user pressed Ctrl-C; carries where we were (exit 130)."""
+    """Ctrl-C, SIGTERM or SIGHUP; carries where we were (exit 130, 143 or 129: 128 + the signal)."""
 
-    exit_code = INTERRUPTED
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        from manual_deploy import interrupts
+
+        return interrupts.exit_code()

@@ -7,10 +7,12 @@ then $MANUAL_DEPLOY_HELM, then `helm` on PATH.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from manual_deploy import watchdog
 from manual_deploy.errors import OperationFailed, UsageError
 from manual_deploy.redact import redact
 
@@ -53,6 +55,27 @@ def helm_error(exc: Exception, action: str, *secrets: str | None) -> OperationFa
 
 
 STOP_GRACE_S = 5.0
+# helm's words when it could not talk to the cluster (client-go and Go's net/http); a blip, not a verdict
+NETWORK_ERRORS = re.compile(
+    r"kubernetes cluster unreachable|tls handshake timeout|connection refused|connection reset|i/o timeout|"
+    r"no route to host|network is unreachable|client connection lost|unexpected eof|broken pipe|"
+    r"server is currently unable to handle the request|too many requests|etcdserver: request timed out|"
+    r"http2: server sent goaway|dial tcp", re.IGNORECASE)
+
+
+def network_failure(exc: BaseException) -> str | None:
+    """The network words of a failed helm command (`TLS handshake timeout`), or None when it failed for another reason."""
+    stderr = getattr(exc, "stderr", b"") or b""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+    found = list(dict.fromkeys(m.group(0).lower() for m in NETWORK_ERRORS.finditer(text)))
+    if not found:
+        return None
+    specific = [w for w in found if w not in ("kubernetes cluster unreachable", "dial tcp")]
+    if not specific:
+        return "cluster unreachable"
+    return f"cluster unreachable ({specific[0].replace('tls', 'TLS')})"
+
+
 STATUS_TIMEOUT_S = 120.0  # a `helm status` that hangs longer than this will not answer
 NOT_FOUND = "release: not found"  # in helm's stderr when the release does not exist
 
@@ -94,6 +117,7 @@ class StatusRead:
                          kubeconfig=single_kubeconfig(kubeconfig), context=context)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
+        watchdog.guard(self.proc.pid)
 
     def result(self) -> tuple[Revision | None, dict]:
         """Blocks until helm answers (at most STATUS_TIMEOUT_S): (current revision, user values) or (None, {})."""
@@ -105,6 +129,7 @@ class StatusRead:
         except subprocess.TimeoutExpired:
             self.stop()
             raise HelmCommandError(-1, f"Error: helm status gave no answer in {STATUS_TIMEOUT_S:.0f}s".encode()) from None
+        watchdog.release(self.proc.pid)
         if self.proc.returncode != 0:
             if NOT_FOUND in stderr.decode(errors="replace").lower():
                 return None, {}
@@ -116,6 +141,7 @@ class StatusRead:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate()
+        watchdog.release(self.proc.pid)
 
 
 def status_revision(status: dict) -> tuple[Revision, dict]:
@@ -167,7 +193,8 @@ def _exec_command_class():
     """pyhelm3's Command with two changes we rely on.
 
     - helm runs from an argument list (pyhelm3 goes through `sh -c`), in its own session so a
-      terminal Ctrl-C reaches us, not helm;
+      terminal's Ctrl-C or SIGHUP reaches us, not helm, and we decide; the watchdog
+      (`manual_deploy.watchdog`) stops it if we die without deciding;
     - a cancelled call really stops helm: SIGTERM, then SIGKILL after STOP_GRACE_S. helm 3 keeps
       waiting for pods after SIGTERM, and pyhelm3 would wait for it until --timeout.
     """
@@ -185,18 +212,28 @@ def _exec_command_class():
             return semver.VersionInfo.parse(remembered_version(self._executable).lstrip("v"))
 
         async def run(self, command: list, input: bytes | None = None) -> bytes:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv(command),
-                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-            try:
-                stdout, stderr = await proc.communicate(input)
-            except asyncio.CancelledError:
-                await _stop(proc)
-                raise
+            import tempfile
+
+            # helm writes into files, not pipes: if we die, a pipe with no reader would kill helm with
+            # SIGPIPE on its next line, in the middle of the rollback it starts when the watchdog stops it
+            with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._argv(command),
+                    stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                    stdout=out_file,
+                    stderr=err_file,
+                    start_new_session=True,
+                )
+                watchdog.guard(proc.pid)
+                try:
+                    await proc.communicate(input)
+                except asyncio.CancelledError:
+                    await _stop(proc)
+                    raise
+                finally:
+                    if proc.returncode is not None:
+                        watchdog.release(proc.pid)
+                stdout, stderr = _read_back(out_file), _read_back(err_file)
             if proc.returncode == 0:
                 return stdout
             text = stderr.decode(errors="replace").lower()
@@ -205,6 +242,10 @@ def _exec_command_class():
             if "context canceled" in text:
                 raise helm_errors.CommandCancelledError(proc.returncode, stdout, stderr)
             raise helm_errors.Error(proc.returncode, stdout, stderr)
+
+    def _read_back(file) -> bytes:
+        file.seek(0)
+        return file.read()
 
     async def _stop(proc) -> None:
         if proc.returncode is not None:

@@ -171,3 +171,28 @@ def import_lock_client() -> None:
         from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
         from kubernetes.client.exceptions import ApiException  # noqa: F401
 
+
+
+def network_reason(exc: BaseException) -> str:
+    """A network failure in a few words (`TLS handshake timeout`, `connection refused`, `HTTP 503`), never a URL or header."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    text = f"{exc} {getattr(exc, 'reason', '')}".lower()
+    for needle, words in (("handshake", "TLS handshake timeout"), ("read timed out", "read timeout"),
+                          ("timed out", "connect timeout"), ("refused", "connection refused"), ("reset", "connection reset"),
+                          ("unreachable", "network unreachable"), ("name or service", "unknown host"),
+                          ("remotedisconnected", "connection closed"), ("eof", "connection closed")):
+        if needle in text:
+            return words
+    return type(exc).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A blip worth retrying: the network (timeouts, resets, TLS) or the apiserver's 429/5xx; never a 4xx verdict."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        return status == 429 or status >= 500
+    import urllib3.exceptions
+
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError, TimeoutError))

@@ -1,8 +1,14 @@
-"""One deploy per app and namespace at a time: a coordination.k8s.io/v1 Lease in the cluster.
+"""One deploy per app and namespace at a time: a coordination.k8s.io/v1 Lease in the cluster, kept as a heartbeat.
 
-The Lease lives where the deploy happens, so two engineers on two laptops see each other. Create
-is atomic (409 if it exists); taking over an expired or broken lock replaces it at the
-resourceVersion we read, so two takers cannot both win (409 again).
+The Lease lives where the deploy happens, so two engineers on two laptops see each other. It is
+short (LEASE_DURATION_S) and renewed every RENEW_EVERY_S while the run lives, the way client-go's
+leader election keeps its lock: a run that dies, however it dies, frees its app within the duration.
+Every write is conditional: create is atomic (409 if it exists); a renewal or a take-over replaces
+the object at the resourceVersion we last saw, so two writers can never both win (409 again), and a
+run whose renewal meets someone else's lock knows it lost it and never fights.
+
+The Lease names the run (user@host#pid and a run id) and carries its reason, command, phase, start
+time and old → new image, so the next engineer can tell a busy deploy from a dead one.
 """
 
 from __future__ import annotations
@@ -10,12 +16,21 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from manual_deploy.errors import OperationFailed, Refused
+from manual_deploy.timestamps import parse_time
 
 ANNOTATION_PREFIX = "manual-deploy.ebi-ait/"
+LEASE_DURATION_S = 30  # a dead run's lock is free at most this long after its last renewal
+RENEW_EVERY_S = 5.0  # well inside the duration: a renewal or two may fail in a blip without losing it
+STALE_AFTER_S = 3 * RENEW_EVERY_S  # no renewal for this long: the holder is not answering
+REQUEST_TIMEOUT = (5, 10)  # (connect, read) s: a frozen API is a failed renewal, not a hung thread
+_FIELDS = ("reason", "command", "phase", "started", "run-id", "image")
 
 
 def lease_name(app: str) -> str:
@@ -32,145 +47,334 @@ def micro_now() -> datetime:
     return now.replace(microsecond=1) if now.microsecond == 0 else now
 
 
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
 @dataclass(frozen=True)
 class Holder:
-    identity: str
-    reason: str
-    acquired: datetime | None
-    expires: datetime | None
+    """Who holds a deploy lock, read from its Lease."""
+
+    identity: str  # user@host#pid
+    reason: str = ""
+    acquired: datetime | None = None
+    renewed: datetime | None = None
+    duration_s: int | None = None
+    run_id: str = ""
+    command: str = ""
+    phase: str = ""
+    image: str = ""  # "old → new"
+    started: datetime | None = None
+
+    @property
+    def expires(self) -> datetime | None:
+        return self.renewed + timedelta(seconds=self.duration_s) if self.renewed and self.duration_s else None
+
+    @property
+    def user_host(self) -> str:
+        return self.identity.split("#", 1)[0]
+
+    @property
+    def pid(self) -> int | None:
+        tail = self.identity.rpartition("#")[2]
+        return int(tail) if "#" in self.identity and tail.isdigit() else None
+
+    def heartbeat_age(self, now: datetime | None = None) -> float | None:
+        now = now or datetime.now(timezone.utc)
+        return (now - self.renewed).total_seconds() if self.renewed else None
+
+    def state(self, now: datetime | None = None) -> str:
+        """live | stale (stopped renewing, not yet expired) | expired | dead (this user@host, its PID gone)."""
+        now = now or datetime.now(timezone.utc)
+        if self.user_host == holder_identity() and self.pid is not None and not process_alive(self.pid):
+            return "dead"
+        if self.expires is not None and self.expires < now:
+            return "expired"
+        age = self.heartbeat_age(now)
+        if age is not None and age > STALE_AFTER_S:
+            return "stale"
+        return "live"
 
     def describe(self, now: datetime | None = None) -> str:
+        """`alice@laptop#41 (INC-7), apply in phase upgrade+verify for 2 min, heartbeat 3 s ago`."""
         now = now or datetime.now(timezone.utc)
-        age = f", for {int((now - self.acquired).total_seconds())} s" if self.acquired else ""
         why = f" ({self.reason})" if self.reason else ""
-        return f"{self.identity}{why}{age}"
+        since = self.started or self.acquired
+        doing = ", ".join(part for part in (
+            f"{self.command or 'deploy'} in phase {self.phase}" if self.phase else "",
+            f"for {_ago((now - since).total_seconds())}" if since else "",
+            f"heartbeat {_ago(self.heartbeat_age(now))} ago" if self.renewed and self.heartbeat_age(now) >= 0 else "",
+        ) if part)
+        return f"{self.identity}{why}" + (f", {doing}" if doing else "")
+
+    def obituary(self, now: datetime | None = None) -> str:
+        """One line on a run that died: whose, why, when it last answered and in which phase."""
+        now = now or datetime.now(timezone.utc)
+        why = f" ({self.reason})" if self.reason else ""
+        when = f" {_ago(self.heartbeat_age(now))} ago" if self.renewed else ""
+        phase = f" in phase {self.phase}" if self.phase else ""
+        gone = "died" if self.state(now) == "dead" else "stopped answering"
+        return f"{self.identity}'s {self.command or 'deploy'}{why} {gone}{when}{phase}"
 
 
-def _holder(lease) -> Holder:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a zombie does not: it only waits to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is the answer
+
+
+def holder_of(lease) -> Holder:
     spec = lease.spec
-    annotations = lease.metadata.annotations or {}
+    notes = {key: (lease.metadata.annotations or {}).get(ANNOTATION_PREFIX + key, "") for key in _FIELDS}
     acquired = spec.acquire_time if spec else None
-    renew = (spec.renew_time or acquired) if spec else None
-    duration = spec.lease_duration_seconds if spec else None
-    expires = renew + timedelta(seconds=duration) if renew and duration else None
     return Holder(
         identity=(spec.holder_identity if spec else None) or "?",
-        reason=annotations.get(ANNOTATION_PREFIX + "reason", ""),
-        acquired=acquired,
-        expires=expires,
+        reason=notes["reason"], acquired=acquired,
+        renewed=(spec.renew_time or acquired) if spec else None,
+        duration_s=spec.lease_duration_seconds if spec else None,
+        run_id=notes["run-id"], command=notes["command"], phase=notes["phase"], image=notes["image"],
+        started=parse_time(notes["started"]) if notes["started"] else None,
     )
 
 
-def live_holder(api_client, namespace: str, app: str, *, ignore: "DeployLock | None" = None) -> Holder | None:
-    """Who holds the app's deploy lock right now (not expired), other than `ignore`; None if nobody.
-
-    Tells a busy release (someone's deploy is running) from a stuck one (a deploy died mid-way).
-    """
+def read_holder(api_client, namespace: str, app: str) -> Holder | None:
+    """Who holds the app's deploy lock (live, stale, expired or dead); None when there is no lock."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     try:
-        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(lease_name(app), namespace)
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(lease_name(app), namespace,
+                                                                           _request_timeout=REQUEST_TIMEOUT)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise OperationFailed(f"cannot read lock {namespace}/{lease_name(app)}: HTTP {exc.status} {exc.reason}") from None
-    holder = _holder(lease)
-    if ignore is not None and holder.identity == ignore.identity:
-        return None
-    expired = holder.expires is not None and holder.expires < datetime.now(timezone.utc)
-    return None if expired else holder
+    return holder_of(lease)
+
+
+@dataclass
+class Run:
+    """What a lock says about the run holding it."""
+
+    identity: str = field(default_factory=lambda: f"{holder_identity()}#{os.getpid()}")
+    run_id: str = field(default_factory=lambda: os.urandom(6).hex())
+    reason: str = ""
+    command: str = "apply"
+    started: datetime = field(default_factory=micro_now)
 
 
 class DeployLock:
-    """Acquire with `acquire()`, always `release()` (also on failure and Ctrl-C)."""
+    """acquire() once, renew() every RENEW_EVERY_S, release() always (also on failure and signals)."""
 
-    def __init__(self, api_client, namespace: str, app: str, *, reason: str = "", duration_s: int = 900, identity: str | None = None):
+    def __init__(self, api_client, namespace: str, app: str, *, run: Run | None = None, image: str = "",
+                 duration_s: int = LEASE_DURATION_S, say: Callable[[str], None] | None = None):
         from kubernetes import client
 
         self.api = client.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = lease_name(app)
-        self.reason = reason
+        self.run = run or Run()
+        self.image = image
         self.duration_s = duration_s
-        self.identity = identity or f"{holder_identity()}#{os.getpid()}"
-        self.broken: Holder | None = None  # whom we took it from, for the audit record
+        self.say = say or (lambda line: None)
+        self.phase = "lock"  # where the run is: the next renewal says so
+        self.taken_from: Holder | None = None  # whose lock we took (dead, expired or broken), for the record
+        self.lost_to: Holder | None = None  # who took ours
+        self.taken_at: float | None = None  # time.monotonic() of the take-over
+        self._version: str | None = None  # the resourceVersion of our last write
+        self._acquired: datetime | None = None
         self._held = False
+        self._mutex = threading.Lock()  # a renewal never runs while the lock is given back
+
+    @property
+    def identity(self) -> str:
+        return self.run.identity
+
+    @property
+    def broken(self) -> Holder | None:  # the audit record's name for it
+        return self.taken_from
 
     def _body(self, resource_version: str | None = None):
         from kubernetes import client
 
         now = micro_now()
+        notes = {"reason": self.run.reason[:500], "command": self.run.command, "phase": self.phase,
+                 "started": self.run.started.isoformat(), "run-id": self.run.run_id, "image": self.image[:500]}
         return client.V1Lease(
             metadata=client.V1ObjectMeta(
-                name=self.name,
-                namespace=self.namespace,
-                resource_version=resource_version,
-                annotations={ANNOTATION_PREFIX + "reason": self.reason[:500]},
+                name=self.name, namespace=self.namespace, resource_version=resource_version,
+                annotations={ANNOTATION_PREFIX + key: value for key, value in notes.items()},
                 labels={"app.kubernetes.io/managed-by": "manual-deploy"},
             ),
-            spec=client.V1LeaseSpec(
-                holder_identity=self.identity,
-                lease_duration_seconds=self.duration_s,
-                acquire_time=now,
-                renew_time=now,
-            ),
+            spec=client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration_s,
+                                    acquire_time=self._acquired or now, renew_time=now),
         )
 
-    def acquire(self, *, break_lock: bool = False) -> None:
+    def _is_ours(self, holder: Holder) -> bool:
+        return holder.identity == self.identity and holder.run_id == self.run.run_id
+
+    # taking it -------------------------------------------------------------------------------------
+
+    def acquire(self, *, break_lock: bool = False, confirm_break: Callable[[Holder], None] | None = None,
+                deadline: float | None = None) -> None:
+        """Take the lock: free, expired, or left by a dead run of this user@host → ours at once; a holder
+        that stopped renewing → wait (bounded) for it to expire; a live holder → refuse, or with
+        `break_lock` (after `confirm_break`) take it over."""
         from kubernetes.client.exceptions import ApiException
 
-        try:
-            self.api.create_namespaced_lease(self.namespace, self._body())
-            self._held = True
-            return
-        except ApiException as exc:
-            if exc.status in (401, 403):
-                from manual_deploy.kube import api_message
+        deadline = deadline or time.monotonic() + 10 * LEASE_DURATION_S
+        while True:
+            try:
+                created = self.api.create_namespaced_lease(self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT)
+                self._won(created)
+                return
+            except ApiException as exc:
+                if exc.status in (401, 403):
+                    from manual_deploy.kube import api_message
 
-                raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
-                              hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
-                                   "deploy needs (here: create leases.coordination.k8s.io)") from None
-            if exc.status != 409:
-                raise OperationFailed(f"cannot create lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
-        current = self.api.read_namespaced_lease(self.name, self.namespace)
-        holder = _holder(current)
-        now = datetime.now(timezone.utc)
-        expired = holder.expires is not None and holder.expires < now
-        if not (break_lock or expired):
-            raise Refused(
-                f"deploy lock {self.namespace}/{self.name} is held by {holder.describe(now)}",
-                hint="wait for that deploy to finish; if it is dead, re-run with --break-lock",
-                details={"lock_holder": holder.identity},
-            )
+                    raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
+                                  hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
+                                       "deploy needs (here: create leases.coordination.k8s.io)") from None
+                if exc.status != 409:
+                    raise OperationFailed(f"cannot create lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
+            try:
+                current = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue  # released between our create and our read: try again
+                raise OperationFailed(f"cannot read lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
+            holder = holder_of(current)
+            state = holder.state()
+            if state == "stale" and time.monotonic() < deadline:
+                self._wait_for_expiry(holder, deadline)
+                continue
+            if state == "live" or state == "stale":
+                if not break_lock:
+                    raise Refused(f"deploy lock {self.namespace}/{self.name} is held by {holder.describe()}",
+                                  hint="wait for that deploy to finish (`manual-deploy status` shows it); to take it over "
+                                       "from a run you know is dead or hung, re-run with --break-lock",
+                                  details={"lock_holder": holder.identity})
+                if confirm_break is not None:
+                    confirm_break(holder)
+            self._take_over(current, holder)
+            return
+
+    def _wait_for_expiry(self, holder: Holder, deadline: float) -> None:
+        """The holder stopped renewing: its lock frees itself at expiry. Wait for that, saying so every ≤ 10 s."""
+        left = (holder.expires - datetime.now(timezone.utc)).total_seconds() if holder.expires else LEASE_DURATION_S
+        wait = max(0.5, min(left + 0.5, deadline - time.monotonic()))
+        self.say(f"{self.name}: {holder.obituary()}; its lock expires in {max(0, int(left + 0.99))} s, waiting")
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            time.sleep(min(9.0, end - time.monotonic()))
+            if time.monotonic() < end:
+                self.say(f"{self.name}: still waiting for {holder.identity}'s lock to expire ({int(end - time.monotonic())} s)")
+
+    def _take_over(self, current, holder: Holder) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        self.taken_at = time.monotonic()
+        self.taken_from = holder  # before the write: a plan reading the lock at the same moment sees why it is ours
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, self._body(current.metadata.resource_version))
+            replaced = self.api.replace_namespaced_lease(self.name, self.namespace, self._body(current.metadata.resource_version),
+                                                         _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
+            self.taken_from = None
             if exc.status == 409:
-                raise Refused(
-                    f"someone else took deploy lock {self.namespace}/{self.name} at the same moment",
-                    hint="check who is deploying; re-run when they are done",
-                ) from None
+                raise Refused(f"someone else took deploy lock {self.namespace}/{self.name} at the same moment",
+                              hint="check who is deploying (`manual-deploy status`); re-run when they are done") from None
             raise OperationFailed(f"cannot take over lock {self.namespace}/{self.name}: HTTP {exc.status}") from None
-        self.broken = holder
+        self._won(replaced)
+
+    def _won(self, lease) -> None:
+        self._version = lease.metadata.resource_version
+        acquired = lease.spec.acquire_time if lease.spec else None
+        # a MicroTime must keep its 6 digits; client 37 drops a .000000 fraction (see micro_now)
+        self._acquired = acquired.replace(microsecond=1) if acquired is not None and acquired.microsecond == 0 else acquired
         self._held = True
 
-    def release(self) -> None:
-        """Delete the Lease if it is still ours; never raises (a stale lock expires on its own)."""
-        if not self._held:
-            return
-        from kubernetes import client
+    # keeping it ------------------------------------------------------------------------------------
+
+    def renew(self) -> str:
+        """One heartbeat: 'ok', 'lost' (someone else holds it now: see `lost_to`) or 'unreachable: <why>'.
+
+        A conditional replace at our last resourceVersion. A 409 is looked into: still ours (an answer
+        we never got did write) → renewed at the new version; anyone else's → lost, never fought for."""
+        with self._mutex:
+            return self._renew() if self._held else "ok"
+
+    def _renew(self) -> str:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            current = self.api.read_namespaced_lease(self.name, self.namespace)
-            if current.spec and current.spec.holder_identity == self.identity:
+            lease = self.api.replace_namespaced_lease(self.name, self.namespace, self._body(self._version),
+                                                      _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                return f"unreachable: HTTP {exc.status} {exc.reason}"
+            try:
+                return self._after_conflict() if exc.status == 409 else self._recreate()
+            except Exception as again:  # noqa: BLE001 - the look into the conflict can meet the blip too
+                from manual_deploy.kube import network_reason
+
+                return f"unreachable: {network_reason(again)}"
+        except Exception as exc:  # noqa: BLE001 - urllib3: timeouts, resets, TLS; a blip, not a verdict
+            from manual_deploy.kube import network_reason
+
+            return f"unreachable: {network_reason(exc)}"
+        self._version = lease.metadata.resource_version
+        return "ok"
+
+    def _after_conflict(self) -> str:
+        current = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        holder = holder_of(current)
+        if self._is_ours(holder):
+            self._version = current.metadata.resource_version
+            return self._renew()
+        self.lost_to, self._held = holder, False
+        return "lost"
+
+    def _recreate(self) -> str:
+        """Deleted by hand under us: ours again if nobody else took it meanwhile."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._won(self.api.create_namespaced_lease(self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT))
+            return "ok"
+        except ApiException as exc:
+            if exc.status == 409:
+                return self._after_conflict()
+            return f"unreachable: HTTP {exc.status} {exc.reason}"
+
+    # giving it back --------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Delete the Lease if it is still ours; never raises (a lock left behind expires on its own)."""
+        with self._mutex:
+            if self._held:
+                self._give_back()
+
+    def _give_back(self) -> None:
+        from kubernetes import client
+
+        try:
+            current = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            if self._is_ours(holder_of(current)):
                 self.api.delete_namespaced_lease(
-                    self.name,
-                    self.namespace,
+                    self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT,
                     body=client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=current.metadata.resource_version)),
                 )
-        except ApiException:
+        except Exception:  # noqa: BLE001 - ApiException or the network: it expires within LEASE_DURATION_S anyway
             pass
         finally:
             self._held = False

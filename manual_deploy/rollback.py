@@ -71,17 +71,14 @@ def run_rollback(config: Config, request: RollbackRequest, out: Output) -> dict[
             hint="pass --revision N with N 1 or more (see `helm history` or `manual-deploy history`), "
             "or leave it out for the previous good one",
         )
+    transaction: list[ReleaseTransaction] = []
     try:
-        return asyncio.run(_rollback(config, request, out))
+        return asyncio.run(_rollback(config, request, out, transaction))
     except KeyboardInterrupt:
-        raise Interrupted(
-            "interrupted during the rollback; the deploy lock was released",
-            hint=f"check `helm status {request.app} -n {config.environment(request.env).namespace}`; if pending-*, "
-            f"run `manual-deploy apply --env {request.env} --app {request.app} --recover`",
-        ) from None
+        raise (transaction[0].interrupted() if transaction else Interrupted("interrupted before the rollback started")) from None
 
 
-async def _rollback(config: Config, request: RollbackRequest, out: Output) -> dict[str, Any]:
+async def _rollback(config: Config, request: RollbackRequest, out: Output, transaction: list) -> dict[str, Any]:
     app = config.app(request.app)
     env = config.environment(request.env)
     phases = Phases(out)
@@ -92,6 +89,7 @@ async def _rollback(config: Config, request: RollbackRequest, out: Output) -> di
                   grace_s=request.grace_s, yes=request.yes, break_lock=request.break_lock, kubeconfig=request.kubeconfig,
                   confirm=env.confirm)
     release = ReleaseTransaction(config, guard, target, out, phases)
+    transaction.append(release)
     planned: dict[str, Any] = {}
 
     async def plan() -> list[Change]:

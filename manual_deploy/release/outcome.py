@@ -13,15 +13,18 @@ from manual_deploy.errors import ManualDeployError, OperationFailed
 class Phases:
     """Named phases with their durations, printed as they finish (krane's model)."""
 
-    def __init__(self, out, prefix: str = ""):
+    def __init__(self, out, prefix: str = "", on_start=None):
         self.out = out
         self.prefix = prefix
+        self.on_start = on_start  # told each phase's name as it starts (the deploy lock says where the run is)
         self.timings: dict[str, float] = {}
         self.current: str | None = None
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self.current = name
+        if self.on_start is not None:
+            self.on_start(name)
         started = time.monotonic()
         try:
             yield

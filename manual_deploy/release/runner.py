@@ -5,6 +5,11 @@
              (undo on failure) → unlock → audit
     → record in GitLab (when it answers) → notify end → one outcome for all apps
 
+A run can die at any point: a signal (Ctrl-C, `kill`, a closed terminal) cancels it and the same
+cleanup runs — helm stopped, what had started undone, locks released, the record written
+("interrupted by SIGHUP"), the team told. The locks are a heartbeat; one found taken over stops that
+app's helm at once. A network blip before anything changed is retried within --timeout.
+
 A verb (apply, rollback; deploy and promote go through apply) supplies the plan as `Change`s: which
 helm operation to start, which image every new pod must run afterwards, what to record.
 """
@@ -18,19 +23,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from manual_deploy import audit
+from manual_deploy import audit, interrupts
 from manual_deploy.config import ResolvedApp
 from manual_deploy.durations import format_duration
-from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
+from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused
+from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error, network_failure
 from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
 from manual_deploy.release.speed import HELM_HEAD_START_S
-from manual_deploy.release.watch import watch_helm
+from manual_deploy.release.watch import lock_lost, stop, watch_helm
 
 MAX_PARALLEL_APPS = 8
 FINAL_CHECK_S = 30.0
+RETRY_FIRST_S, RETRY_MAX_S = 2.0, 8.0  # backoff when the cluster does not answer: 2, 4, 8, 8 … s
+UNKNOWN = object()  # the release could not be read
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,13 @@ class ReleaseTransaction:
     """Runs the guarded sequence for the changes a verb planned."""
 
     def __init__(self, config, guard: Guard, target: Target, out, phases: Phases):
+        from manual_deploy.lock import Run
+
         self.config, self.guard, self.target, self.out, self.phases = config, guard, target, out, phases
-        self.locks = LockSet(self.kube_client, target.namespace, reason=guard.reason, duration_s=int(guard.timeout_s) + 300,
-                             break_lock=guard.break_lock, out=out)
+        self.run_info = Run(reason=guard.reason, command=guard.command)
+        self.locks = LockSet(self.kube_client, target.namespace, run=self.run_info, break_lock=guard.break_lock,
+                             yes=guard.yes, out=out)
+        self.undone: dict[str, str] = {}  # app → what the undo after an interruption did
         self._helm: HelmDriver | None = None
         self._kube = None
         self._kube_guard = threading.Lock()
@@ -103,7 +114,7 @@ class ReleaseTransaction:
         Nobody to ask (--yes, or an env without confirm): the locks are taken while the plan reads the
         releases. Someone to ask: only after they said yes, so a prompt left open blocks nobody.
         """
-        prompt = self.guard.confirm and not self.guard.yes
+        prompt = (self.guard.confirm or self.guard.break_lock) and not self.guard.yes  # --break-lock asks whose lock it takes
         locking = None if prompt else asyncio.create_task(self.locks.take(apps))
         try:
             try:
@@ -119,6 +130,7 @@ class ReleaseTransaction:
                 locking = asyncio.create_task(self.locks.take([c.app.name for c in changes if not c.unchanged]))
             with self.phases("lock"):
                 await locking
+            self.locks.describe({c.app.name: f"{c.old_image} → {c.image_ref}" for c in changes if not c.unchanged})
             if not prompt:
                 with self.phases("confirm"):
                     self.confirm(changes)  # nothing to ask: --yes, or an env without confirm
@@ -128,6 +140,15 @@ class ReleaseTransaction:
             if locking is not None:
                 await asyncio.gather(locking, return_exceptions=True)
             await self.locks.release()
+
+    def interrupted(self) -> Interrupted:
+        """The error of a run stopped by a signal: what each app's cleanup did."""
+        done = "; ".join(f"{app}: {what}" for app, what in self.undone.items())
+        where = self.phases.current if not self.undone else "the change"
+        return Interrupted(f"interrupted by {interrupts.name()} during {where or self.guard.command}"
+                           f"{'; ' + done if done else '; nothing had changed'}; every deploy lock was released",
+                           hint=f"see what runs now: `manual-deploy status --env {self.guard.env}`; "
+                                "run the same command again to carry on")
 
     def confirm(self, changes: list[Change]) -> None:
         if all(c.unchanged for c in changes):
@@ -150,7 +171,13 @@ class ReleaseTransaction:
             async with semaphore:
                 return await self._change_one(change)
 
-        outcomes = await asyncio.gather(*(bounded(c) for c in changes), return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*(bounded(c) for c in changes), return_exceptions=True)
+        except asyncio.CancelledError:  # a signal: every app has cleaned up by now; tell the team
+            if announced:
+                detail = "; ".join(f"{app}: {undone}" for app, undone in self.undone.items())
+                await send("failure", detail=f"interrupted by {interrupts.name()}" + (f" ({detail})" if detail else ""))
+            raise
         results, error = combine(changes, outcomes, self.guard.env)
         await self._record_in_gitlab(results)
         if announced:
@@ -168,7 +195,7 @@ class ReleaseTransaction:
         if change.unchanged:
             result.result, result.new_revision, result.message = "unchanged", result.old_revision, "already live; nothing to do"
             return result
-        phases = Phases(self.out, prefix=f"[{name}] ")
+        phases = Phases(self.out, prefix=f"[{name}] ", on_start=lambda phase: self.locks.phase(name, phase))
         lock = self.locks.get(name)
         try:
             for step_name, step in change.before:
@@ -184,6 +211,14 @@ class ReleaseTransaction:
             result.message = f"revision {revision.number} is live with {change.image_ref}"
         except ManualDeployError as exc:
             result.message = exc.message
+            if self.locks.lost(name) is not None:
+                result.result = "interrupted"
+            raise
+        except asyncio.CancelledError:
+            result.result = "interrupted"
+            self.undone.setdefault(name, "nothing had changed")
+            result.message = f"interrupted by {interrupts.name()} during {phases.current or 'the lock'}; {self.undone[name]}"
+            self.out.error(f"{name}: {result.message}")
             raise
         finally:
             await asyncio.to_thread(lock.release)
@@ -193,55 +228,155 @@ class ReleaseTransaction:
 
     async def _helm_under_watch(self, change: Change) -> Revision:
         """Start helm, watch every resource of the release while it waits, stop and undo on a failure,
-        then check that every new pod runs the expected image."""
-        from manual_deploy.readiness.advice import remedy
-        from manual_deploy.readiness.watch import ReleaseWatch
-
-        helm, ns, name = self.helm(), self.target.namespace, change.app.name
-        operation = asyncio.create_task(change.start(helm))
-        # helm first: while it renders and writes the release, the API server and helm have the CPU to
-        # themselves; the watch's first look is due a second later anyway.
-        await asyncio.wait({operation}, timeout=HELM_HEAD_START_S)
-        watch = await asyncio.to_thread(ReleaseWatch, self.kube_client(), ns, change.app.release,
-                                        after_revision=change.old.number if change.old else None, grace_s=self.guard.grace_s)
-        failure = await watch_helm(operation, watch, self.out, name)
-        if failure is not None:
-            self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
-            self.out.info(failure.report())
-            back = await self.undo(change)
-            # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
-            words = failure.message if failure.kind == "Pod" and failure.message else failure.summary
-            state = f" ({words})" if words else ""
-            fix = remedy(failure, ns)
-            raise OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}{state}; "
-                                  f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
+        then check that every new pod runs the expected image. A signal stops helm and undoes what had
+        started; a lock taken over stops helm and leaves the release to its new owner."""
+        name = change.app.name
         try:
-            revision = operation.result()
-        except Exception as exc:
-            back = await self._describe_release(change)
-            error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
-            seen = watch.waited_for()
-            if seen:
-                error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
-            error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
-                          f"fix the cause named above, or give it longer with --timeout, then try again")
-            raise error from None
-        try:
-            await self._final_check(change, watch)
-        except OperationFailed as exc:
-            self.out.error(f"{name}: {exc.message}; rolling back")
-            exc.message += f"; {await self.undo(change)}"
+            revision, watch = await self._helm_with_retries(change)
+            self._still_ours(change)
+            try:
+                await self._final_check(change, watch)
+            except OperationFailed as exc:
+                self.out.error(f"{name}: {exc.message}; rolling back")
+                exc.message += f"; {await self.undo(change)}"
+                raise
+        except asyncio.CancelledError:
+            if self.locks.lost(name) is None:
+                self.out.warn(f"{name}: {interrupts.name()} received: stopping helm and undoing what had started")
+                self.undone[name] = await self.undo_if_started(change)
             raise
         if not isinstance(revision, Revision):  # helm rollback reports nothing; upgrade reports the revision
-            revision = await helm.current(change.app.release, ns)
+            revision = await self.helm().current(change.app.release, self.target.namespace)
         if revision is None:
             raise OperationFailed(f"{name}: helm reported success but the release is gone")
         return revision
+
+    async def _helm_with_retries(self, change: Change):
+        """helm's operation under the watch; (its result, the watch). A network failure that left the
+        release as it was is retried with backoff within --timeout; one after helm started changing it
+        is undone as soon as the cluster answers again."""
+        from manual_deploy.readiness.watch import ReleaseWatch
+
+        helm, ns, name = self.helm(), self.target.namespace, change.app.name
+        deadline = time.monotonic() + self.guard.timeout_s
+        delay = RETRY_FIRST_S
+        while True:
+            operation = asyncio.create_task(change.start(helm))
+            try:
+                # helm first: while it renders and writes the release, the API server and helm have the CPU to
+                # themselves; the watch's first look is due a second later anyway.
+                await asyncio.wait({operation}, timeout=HELM_HEAD_START_S)
+                watch = ReleaseWatch(self.kube_client(), ns, change.app.release,
+                                     after_revision=change.old.number if change.old else None, grace_s=self.guard.grace_s)
+                failure = await watch_helm(operation, watch, self.out, name, lost=lambda: self.locks.lost(name))
+            except BaseException:
+                await stop(operation)
+                raise
+            if failure is not None:
+                raise await self._rollout_failed(change, failure)
+            try:
+                return operation.result(), watch
+            except Exception as exc:  # noqa: BLE001 - pyhelm3 errors
+                blip = network_failure(exc)
+                if blip is None:
+                    raise await self._helm_failed(change, exc, watch) from None
+                current = await self._when_reachable(change, deadline, blip)
+                if not self._changed(change, current) and time.monotonic() + delay < deadline:
+                    self.out.warn(f"{name}: {blip} before anything changed; retrying in {delay:.0f} s")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                if not self._changed(change, current):
+                    raise OperationFailed(f"{name}: helm {change.action} failed: {blip}; nothing was changed",
+                                          hint=f"check the VPN and `manual-deploy doctor --env {self.guard.env}`, then `{change.rerun}`")
+                back = await self.undo(change)
+                raise OperationFailed(f"{name}: helm {change.action} failed midway: {blip}; once the cluster answered again: {back}",
+                                      hint=f"check the VPN and `manual-deploy doctor --env {self.guard.env}`, then `{change.rerun}`")
+
+    async def _rollout_failed(self, change: Change, failure) -> OperationFailed:
+        from manual_deploy.readiness.advice import remedy
+
+        name, ns = change.app.name, self.target.namespace
+        self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
+        self.out.info(failure.report())
+        back = await self.undo(change)
+        # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
+        words = failure.message if failure.kind == "Pod" and failure.message else failure.summary
+        state = f" ({words})" if words else ""
+        fix = remedy(failure, ns)
+        return OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}{state}; "
+                               f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
+
+    async def _helm_failed(self, change: Change, exc: Exception, watch) -> OperationFailed:
+        """helm gave up (its --timeout, or it was killed): say what it waited for; undo what it left half-done."""
+        name = change.app.name
+        current = await self._read_current(change)
+        back = await self._describe_release(change)
+        error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
+        seen = watch.waited_for()
+        if seen:
+            error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
+        if current is not UNKNOWN and self._changed(change, current) and not self._helm_undid(change, current):
+            error.message += f"\n{await self.undo(change)}"
+        error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
+                      f"fix the cause named above, or give it longer with --timeout, then try again")
+        return error
+
+    def _still_ours(self, change: Change) -> None:
+        holder = self.locks.lost(change.app.name)
+        if holder is not None:
+            raise lock_lost(change.app.name, holder, self.guard.env)
+
+    async def _when_reachable(self, change: Change, deadline: float, blip: str):
+        """The release as the cluster has it, asked again (with backoff) until the cluster answers or the
+        deadline passes; UNKNOWN then."""
+        name, delay = change.app.name, RETRY_FIRST_S
+        while True:
+            try:
+                return await self.helm().current(change.app.release, self.target.namespace)
+            except Exception as exc:  # noqa: BLE001 - pyhelm3 errors
+                blip = network_failure(exc) or blip
+                if network_failure(exc) is None or time.monotonic() + delay >= deadline:
+                    return UNKNOWN
+            self.out.info(f"  {name}: {blip}, retrying in {delay:.0f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _read_current(self, change: Change):
+        try:
+            return await self.helm().current(change.app.release, self.target.namespace)
+        except Exception:  # noqa: BLE001 - only decides whether to undo
+            return UNKNOWN
+
+    @staticmethod
+    def _changed(change: Change, current) -> bool:
+        """Whether the release differs from what the plan saw (UNKNOWN: assume it does)."""
+        if current is UNKNOWN:
+            return True
+        old = change.old
+        if current is None or old is None:
+            return (current is None) != (old is None)
+        return (current.number, current.status) != (old.number, old.status)
+
+    @staticmethod
+    def _helm_undid(change: Change, current) -> bool:
+        """helm's own atomic undo brought the old revision back (a new `Rollback to N`, deployed)."""
+        old = change.old.number if change.old else None
+        return bool(current and old and current.number > old and current.status == "deployed"
+                    and current.description.lower().startswith("rollback") and change.undo_to is None)
+
+    async def undo_if_started(self, change: Change) -> str:
+        """After a signal: undo what this run had started, or say that nothing had changed."""
+        current = await self._read_current(change)
+        if current is not UNKNOWN and not self._changed(change, current):
+            return "nothing had changed"
+        return await self.undo(change)
 
     async def _final_check(self, change: Change, watch) -> None:
         """helm says ready; prove every resource is ready and every new pod runs the expected image."""
         deadline = time.monotonic() + FINAL_CHECK_S
         while True:
+            self._still_ours(change)
             look = await asyncio.to_thread(watch.check)
             if look.all_ready or time.monotonic() > deadline:
                 break
@@ -269,8 +404,7 @@ class ReleaseTransaction:
         helm, ns, release = self.helm(), self.target.namespace, change.app.release
         current = await helm.current(release, ns)
         old = change.old.number if change.old else None
-        if (current and old and current.number > old and current.status == "deployed"
-                and current.description.lower().startswith("rollback") and change.undo_to is None):
+        if self._helm_undid(change, current):
             return f"rolled back: revision {current.number} is live again with {change.old_image}"  # helm's own atomic undo
         if old is None:
             await helm.uninstall(release, ns, timeout_s=120)

@@ -15,10 +15,11 @@ CHECK_EVERY_S = 1.0
 PROGRESS_EVERY_S = 9.0  # a progress line at least every 10 s
 
 
-async def watch_helm(task: asyncio.Task, watch, out, label: str):
+async def watch_helm(task: asyncio.Task, watch, out, label: str, lost=lambda: None):
     """Poll `watch.check()` while `task` (helm) runs; return the failure that stopped helm, or None.
 
-    Every progress line names what helm is still waiting for and why (`watch.progress()`)."""
+    Every progress line names what helm is still waiting for and why (`watch.progress()`). When
+    `lost()` names who took the deploy lock from us, helm is stopped at once and that is raised."""
     started = last_line = time.monotonic()
     failure = None
     message = "waiting for helm"
@@ -28,6 +29,9 @@ async def watch_helm(task: asyncio.Task, watch, out, label: str):
             done, _ = await asyncio.wait({task}, timeout=CHECK_EVERY_S)
             if done:
                 break
+            holder = lost()
+            if holder is not None:
+                raise lock_lost(label, holder)
             try:
                 failure = (await asyncio.to_thread(watch.check)).failure
                 message, problem = watch.progress(), watch.unreadable()
@@ -61,3 +65,14 @@ def why(exc: Exception) -> str:
     if status:
         return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
     return type(exc).__name__
+
+
+def lock_lost(app: str, holder, env: str | None = None):
+    """The refusal of a run whose lock was taken over: it stops, it never fights."""
+    from manual_deploy.errors import Refused
+
+    where = f" --env {env}" if env else ""
+    return Refused(f"{app}: the deploy lock was taken over by {holder.describe()}; helm was stopped and that run "
+                   "now owns the release (nothing was rolled back by this run)",
+                   hint=f"talk to {holder.user_host}; see what runs: `manual-deploy status{where} --app {app}`",
+                   details={"lock_holder": holder.identity})
