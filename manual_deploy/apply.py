@@ -17,7 +17,7 @@ from manual_deploy import deployconfig, state, validate, yamlio
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
 from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused, UsageError
-from manual_deploy.helm import Revision, find_helm, helm_error
+from manual_deploy.helm import Revision, find_helm, helm_error, network_failure
 from manual_deploy.images import ImageRef, chart_value, reference, split_repo
 from manual_deploy.kube import Target, resolve_target
 from manual_deploy.redact import redact
@@ -300,11 +300,14 @@ class Apply:
         chart_dir = self.deploy.chart_dir(plan.app.chart)
         chart = asyncio.create_task(helm.chart(chart_dir))  # meanwhile: the upgrade then starts at once
         started = self.early_reads.take(plan.app.name)
+        read_again = lambda: self.release.read_retrying(lambda: helm.current_and_values(release, namespace), plan.app.name)  # noqa: E731
         try:
-            if started:
-                plan.current, values = await asyncio.to_thread(started.result)
-            else:
-                plan.current, values = await helm.current_and_values(release, namespace)
+            try:
+                plan.current, values = await (asyncio.to_thread(started.result) if started else read_again())
+            except Exception as exc:  # noqa: BLE001 - a blip while the early read ran: ask again
+                if started is None or network_failure(exc) is None:
+                    raise
+                plan.current, values = await read_again()
             if plan.current:
                 plan.current_values = values
         except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth

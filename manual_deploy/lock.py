@@ -28,7 +28,7 @@ from manual_deploy.timestamps import parse_time
 ANNOTATION_PREFIX = "manual-deploy.ebi-ait/"
 LEASE_DURATION_S = 30  # a dead run's lock is free at most this long after its last renewal
 RENEW_EVERY_S = 5.0  # well inside the duration: a renewal or two may fail in a blip without losing it
-STALE_AFTER_S = 3 * RENEW_EVERY_S  # no renewal for this long: the holder is not answering
+STALE_AFTER_S = 2 * RENEW_EVERY_S + 1  # two renewals missed: the holder is not answering
 REQUEST_TIMEOUT = (5, 10)  # (connect, read) s: a frozen API is a failed renewal, not a hung thread
 _FIELDS = ("reason", "command", "phase", "started", "run-id", "image")
 
@@ -195,6 +195,7 @@ class DeployLock:
         self._acquired: datetime | None = None
         self._held = False
         self._mutex = threading.Lock()  # a renewal never runs while the lock is given back
+        self._abandon = threading.Event()
 
     @property
     def identity(self) -> str:
@@ -226,14 +227,17 @@ class DeployLock:
     # taking it -------------------------------------------------------------------------------------
 
     def acquire(self, *, break_lock: bool = False, confirm_break: Callable[[Holder], None] | None = None,
-                deadline: float | None = None) -> None:
+                deadline: float | None = None, abandon: threading.Event | None = None) -> None:
         """Take the lock: free, expired, or left by a dead run of this user@host → ours at once; a holder
         that stopped renewing → wait (bounded) for it to expire; a live holder → refuse, or with
-        `break_lock` (after `confirm_break`) take it over."""
+        `break_lock` (after `confirm_break`) take it over. `abandon` set (the run is stopping) ends a
+        wait and prevents any further write."""
         from kubernetes.client.exceptions import ApiException
 
         deadline = deadline or time.monotonic() + 10 * LEASE_DURATION_S
+        self._abandon = abandon or threading.Event()
         while True:
+            self._check_abandoned()
             try:
                 created = self.api.create_namespaced_lease(self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT)
                 self._won(created)
@@ -269,6 +273,10 @@ class DeployLock:
             self._take_over(current, holder)
             return
 
+    def _check_abandoned(self) -> None:
+        if self._abandon.is_set():
+            raise Refused(f"stopped before taking the deploy lock {self.namespace}/{self.name}")
+
     def _wait_for_expiry(self, holder: Holder, deadline: float) -> None:
         """The holder stopped renewing: its lock frees itself at expiry. Wait for that, saying so every ≤ 10 s."""
         left = (holder.expires - datetime.now(timezone.utc)).total_seconds() if holder.expires else LEASE_DURATION_S
@@ -276,13 +284,15 @@ class DeployLock:
         self.say(f"{self.name}: {holder.obituary()}; its lock expires in {max(0, int(left + 0.99))} s, waiting")
         end = time.monotonic() + wait
         while time.monotonic() < end:
-            time.sleep(min(9.0, end - time.monotonic()))
+            if self._abandon.wait(min(9.0, end - time.monotonic())):
+                self._check_abandoned()
             if time.monotonic() < end:
                 self.say(f"{self.name}: still waiting for {holder.identity}'s lock to expire ({int(end - time.monotonic())} s)")
 
     def _take_over(self, current, holder: Holder) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        self._check_abandoned()
         self.taken_at = time.monotonic()
         self.taken_from = holder  # before the write: a plan reading the lock at the same moment sees why it is ours
         try:

@@ -98,3 +98,17 @@ def bed(tmp_path, registry, deploy_repo, monkeypatch, request):
     config = write_bed_config(tmp_path / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
     yield Bed(config=config, kubeconfig=kubeconfig, kube=kube, registry=registry, deploy_repo=deploy_repo, helm=helm)
     kube.stop()
+
+
+@pytest.fixture
+def crash_bed(tmp_path, registry, deploy_repo, request):
+    """The bed with the apiserver in a process of its own (tests/crashbed.py), so it can be frozen; helm 3
+    unless the `helm` fixture is used. Every process a test starts there is stopped at teardown."""
+    from bed import HELMS
+    from crashbed import make_crash_bed, stop_emulator
+
+    helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
+    proc, bed = make_crash_bed(tmp_path, registry, deploy_repo, helm)
+    yield bed
+    bed.close()
+    stop_emulator(proc)

@@ -61,7 +61,7 @@ class LockSet:
             lock = DeployLock(self.kube_client(), self.namespace, app, run=self.run, image=self.images.get(app, ""),
                               say=self.out.info)
             self.held[app] = lock
-            lock.acquire(break_lock=self.break_lock, confirm_break=self._confirm_break, deadline=deadline)
+            lock.acquire(break_lock=self.break_lock, confirm_break=self._confirm_break, deadline=deadline, abandon=self._stop)
             return lock
 
         outcomes = await asyncio.gather(*(asyncio.to_thread(take_one, app) for app in apps), return_exceptions=True)

@@ -330,15 +330,28 @@ class ReleaseTransaction:
     async def _when_reachable(self, change: Change, deadline: float, blip: str):
         """The release as the cluster has it, asked again (with backoff) until the cluster answers or the
         deadline passes; UNKNOWN then."""
-        name, delay = change.app.name, RETRY_FIRST_S
+        try:
+            return await self.read_retrying(lambda: self.helm().current(change.app.release, self.target.namespace),
+                                            change.app.name, deadline=deadline, blip=blip)
+        except Exception:  # noqa: BLE001 - pyhelm3 errors: the cluster never answered, or answered something else
+            return UNKNOWN
+
+    async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, *, deadline: float | None = None,
+                            blip: str | None = None):
+        """A read through helm, asked again with backoff within --timeout while the network fails (a VPN
+        blip, a frozen apiserver); any other failure, or the last one, is raised."""
+        deadline = deadline or time.monotonic() + self.guard.timeout_s
+        delay = RETRY_FIRST_S
+        if blip is not None:
+            self.out.warn(f"  {what}: {blip}; asking the cluster again until it answers")
         while True:
             try:
-                return await self.helm().current(change.app.release, self.target.namespace)
+                return await read()
             except Exception as exc:  # noqa: BLE001 - pyhelm3 errors
-                blip = network_failure(exc) or blip
-                if network_failure(exc) is None or time.monotonic() + delay >= deadline:
-                    return UNKNOWN
-            self.out.info(f"  {name}: {blip}, retrying in {delay:.0f} s")
+                blip = network_failure(exc)
+                if blip is None or time.monotonic() + delay >= deadline:
+                    raise
+            self.out.warn(f"  {what}: {blip}, retrying in {delay:.0f} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
 

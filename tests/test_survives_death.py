@@ -1,0 +1,181 @@
+"""A deploy survives its own death: real manual-deploy processes, real signals, real helm, registry and git.
+
+The one stand-in is the apiserver, here in a process of its own (tests/crashbed.py) so it can be frozen
+like a cluster behind a dropped VPN. Each test asserts what the next engineer finds: the lock, the
+release's status, the image that runs, the audit record, and that no helm process is left.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from crashbed import wait_until
+
+BROKEN = ("--grace", "90s", "--timeout", "2m")  # as the issue's drill: helm would wait minutes
+
+
+def apply_args(tag: str, *extra: str) -> list[str]:
+    return ["apply", "--env", "prod", "--app", "ingest-core", "--tag", tag, "--yes", "--reason", "INC-7", *extra]
+
+
+def live_release(bed, tag: str) -> str:
+    """A first good deploy of `tag`; returns the image the chart runs."""
+    image = bed.publish(tag)
+    run = bed.run(*apply_args(tag))
+    assert run.proc.returncode == 0, run.err
+    return image
+
+
+def broken_rollout(bed, tag: str = "bad1", user: str = "alice"):
+    """A deploy of an image whose pods crash, started and left waiting in helm (pending-upgrade)."""
+    bed.publish(tag)
+    bed.fail(f"*:{tag}*", "CrashLoopBackOff")
+    run = bed.start(*apply_args(tag, *BROKEN), user=user)
+    wait_until(lambda: bed.history()[-1]["status"] == "pending-upgrade", 60, "helm to start the upgrade")
+    return run
+
+
+def lock_asked(bed, after: int) -> bool:
+    """The run asked for its lock (a Lease create) since the journal had `after` requests."""
+    return any(r["method"] == "POST" and r["path"].endswith("/leases") for r in bed.requests()[after:])
+
+
+def assert_back_on(bed, image: str) -> None:
+    assert bed.history()[-1]["status"] == "deployed", bed.history()
+    assert bed.running_image() == image
+
+
+@pytest.mark.parametrize("signum, group, code", [
+    (signal.SIGHUP, True, 129),  # the terminal was closed: the whole process group hears it
+    (signal.SIGTERM, False, 143),  # `kill PID`
+    (signal.SIGINT, False, 130),  # Ctrl-C
+], ids=["SIGHUP-group", "SIGTERM-pid", "SIGINT-pid"])
+def test_a_signal_mid_rollout_leaves_prod_on_the_previous_image_and_the_lock_free(crash_bed, signum, group, code):
+    bed = crash_bed
+    good = live_release(bed, "good1")
+    run = broken_rollout(bed)
+    time.sleep(1)
+
+    run.signal(signum, group=group)
+
+    assert run.finish(60) == code, run.err
+    assert bed.leases() == []
+    assert_back_on(bed, good)
+    bed.helm_gone(timeout=5)
+    name = signal.Signals(signum).name
+    record = bed.audit()[-1]
+    assert record["result"] == "interrupted" and record["message"].startswith(f"interrupted by {name} during upgrade+verify")
+    assert f"interrupted by {name}" in run.err and "Traceback" not in run.err
+
+
+def test_a_signal_while_waiting_for_a_lock_changes_nothing_and_takes_no_lock(crash_bed):
+    """The lock phase: bob's run stopped renewing 20 s ago, so alice's run waits for it to expire; SIGTERM then."""
+    from kubernetes import client
+
+    bed = crash_bed
+    good = live_release(bed, "good1")
+    bed.publish("good2")
+    renewed = datetime.fromtimestamp(time.time() - 20, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000001Z")
+    client.CoordinationV1Api(bed.api()).create_namespaced_lease("prod-environment", {
+        "metadata": {"name": "manual-deploy-ingest-core"},
+        "spec": {"holderIdentity": "bob@desk#7", "leaseDurationSeconds": 30, "acquireTime": renewed, "renewTime": renewed}})
+    revisions, seen = len(bed.history()), len(bed.requests())
+
+    run = bed.start(*apply_args("good2"))
+    wait_until(lambda: lock_asked(bed, after=seen), 30, "the run to ask for the lock")
+    time.sleep(1)
+    run.signal(signal.SIGTERM)
+
+    assert run.finish(30) == 143, (run.out, run.err)
+    assert "stopped answering" in run.err, run.err[-2000:]  # it said why it waited
+    assert [lease.spec.holder_identity for lease in bed.leases()] == ["bob@desk#7"]
+    assert len(bed.history()) == revisions and bed.running_image() == good
+    bed.helm_gone(timeout=5)
+
+
+def test_after_a_sigkill_the_same_engineer_redeploys_at_once_without_flags(crash_bed):
+    bed = crash_bed
+    live_release(bed, "good1")
+    run = broken_rollout(bed)
+    new = bed.publish("good2")
+
+    run.signal(signal.SIGKILL, group=True)
+    run.finish(10)
+    again = bed.run(*apply_args("good2"))
+
+    assert again.proc.returncode == 0, again.err
+    died = [line for line in again.err.splitlines() if "died" in line]
+    assert len(died) == 1 and f"#{run.proc.pid}'s apply (INC-7) died" in died[0] and "upgrade+verify" in died[0], again.err
+    assert_back_on(bed, new)
+    assert bed.leases() == []
+    bed.helm_gone(timeout=5)
+
+
+def test_after_a_sigkill_the_watchdog_stops_helm_and_a_colleague_deploys_once_the_lock_expires(crash_bed):
+    bed = crash_bed
+    good = live_release(bed, "good1")
+    run = broken_rollout(bed)
+    new = bed.publish("good2")
+
+    run.signal(signal.SIGKILL, group=True)
+    run.finish(10)
+    bed.helm_gone(timeout=15)  # nobody stopped helm but the watchdog: SIGTERM, and helm rolled back
+    assert_back_on(bed, good)
+
+    early = bed.run(*apply_args("good2"), user="bob")  # the heartbeat is still fresh: it cannot know yet
+    assert early.proc.returncode == 3, early.err
+    assert "heartbeat" in early.err and "alice@" in early.err
+
+    wait_until(lambda: heartbeat_age(bed) > 11, 20, "alice's heartbeat to go stale")
+    bob = bed.run(*apply_args("good2"), user="bob")
+    assert bob.proc.returncode == 0, bob.err
+    assert "alice@" in bob.err and "stopped answering" in bob.err, bob.err
+    assert_back_on(bed, new)
+    assert bed.leases() == []
+    assert bed.audit("bob")[-1]["lock_broken_from"].startswith("alice@")
+
+
+def heartbeat_age(bed) -> float:
+    leases = bed.leases()
+    return (datetime.now(timezone.utc) - leases[0].spec.renew_time).total_seconds() if leases else 0.0
+
+
+def test_a_colleagues_break_lock_recover_takes_over_a_live_pending_deploy(crash_bed):
+    bed = crash_bed
+    live_release(bed, "good1")
+    alice = broken_rollout(bed)
+    new = bed.publish("good2")
+
+    bob = bed.run(*apply_args("good2", "--break-lock", "--recover"), user="bob")
+
+    assert bob.proc.returncode == 0, bob.err
+    assert alice.finish(60) == 3, alice.err
+    assert "taken over by bob@" in alice.err, alice.err
+    assert_back_on(bed, new)
+    assert bed.leases() == []
+    bed.helm_gone(timeout=5)
+    assert bed.audit()[-1]["result"] == "interrupted" and "taken over by bob@" in bed.audit()[-1]["message"]
+
+
+def test_the_api_frozen_for_25_s_right_after_the_lock_is_taken_still_deploys(crash_bed):
+    bed = crash_bed
+    live_release(bed, "good1")
+    new = bed.publish("good2")
+
+    seen = len(bed.requests())
+    run = bed.start(*apply_args("good2"))
+    wait_until(lambda: lock_asked(bed, after=seen), 30, "the lock to be taken")
+    bed.freeze()
+    try:
+        time.sleep(25)
+    finally:
+        bed.thaw()
+
+    assert run.finish(180) == 0, run.err
+    assert_back_on(bed, new)
+    assert bed.leases() == []
+    assert "retrying in" in run.err or "asking the cluster again" in run.err, run.err
