@@ -1,12 +1,13 @@
-"""Run the manual-deploy benchmarks (P1–P5), print one line per figure, write docs/benchmarks.md.
+"""Run the manual-deploy benchmarks (P1–P5, P8), print one line per figure, write docs/benchmarks.md.
 
-    make bench                                  # all five
+    make bench                                  # all six (P8: lock take-over after a SIGKILL, ~2 min)
     .venv/bin/python benchmarks/run.py --only P1,P3     # a subset: prints only (add --write to record)
     .venv/bin/python benchmarks/run.py --runs 7 --no-write
 
 Every figure is a ratio (or a latency/rate) measured side by side in this one run, median of >= 5
-measured runs after a warm-up. Exit status is 0 even when a target is MISSED: these are measurements,
-not tests; a benchmark that crashes is reported as ERROR (exit 1).
+measured runs after a warm-up (P8, a latency of ~30 s per round, is the median of 3 rounds, no warm-up).
+Exit status is 0 even when a target is MISSED: these are measurements, not tests; a benchmark that
+crashes is reported as ERROR (exit 1).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import p2_apply  # noqa: E402
 import p3_wait_image  # noqa: E402
 import p4_config_cache  # noqa: E402
 import p5_parallel  # noqa: E402
+import p8_lock_takeover  # noqa: E402
 from common import ROOT, Result  # noqa: E402
 
 BENCHES = {
@@ -36,6 +38,7 @@ BENCHES = {
     "P3": lambda runs: p3_wait_image.run(runs),
     "P4": lambda runs: p4_config_cache.run(max(runs, 7)),
     "P5": lambda runs: p5_parallel.run(runs),
+    "P8": lambda runs: p8_lock_takeover.run(min(runs, 3)),  # 3 rounds: each waits out a 30 s Lease
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 ANALYSIS_MARK = "<!-- analysis: kept across runs -->"
@@ -68,7 +71,7 @@ def write_doc(results: list[Result], info: dict[str, str], total: float, argv: l
         "",
         "## Reproduce",
         "",
-        "    make bench                                        # venv + helm, then all five (needs docker-registry: make system-deps)",
+        "    make bench                                        # venv + helm, then all six (needs docker-registry: make system-deps)",
         "    .venv/bin/python benchmarks/run.py --only P1,P3   # some of them (prints only; --write records them here)",
         "    .venv/bin/python benchmarks/p2_apply.py           # one, without touching this file",
         "",
