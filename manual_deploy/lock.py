@@ -101,9 +101,12 @@ class Holder:
         now = now or datetime.now(timezone.utc)
         why = f" ({self.reason})" if self.reason else ""
         since = self.started or self.acquired
-        doing = ", ".join(part for part in (
+        activity = " ".join(part for part in (
             f"{self.command or 'deploy'} in phase {self.phase}" if self.phase else "",
             f"for {_ago((now - since).total_seconds())}" if since else "",
+        ) if part)
+        doing = ", ".join(part for part in (
+            activity,
             f"heartbeat {_ago(self.heartbeat_age(now))} ago" if self.renewed and self.heartbeat_age(now) >= 0 else "",
         ) if part)
         return f"{self.identity}{why}" + (f", {doing}" if doing else "")

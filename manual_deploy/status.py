@@ -1,9 +1,10 @@
 """`status`: what runs where — GitLab's Environments page, rebuilt from helm and the cluster.
 
-Read-only. Per app and env it joins three sources: the helm release (revision, the `image` value,
+Read-only. Per app and env it joins four sources: the helm release (revision, the `image` value,
 the description `apply` writes: who, why, config SHA), the Deployment (the image really running,
-ready/desired replicas) and the deploy-config repo (the replicas GitLab would set). Where the
-cluster disagrees with helm or the config repo, that is drift: reported with a ⚠, never fixed.
+ready/desired replicas), the deploy lock (a deploy running now, or one that died) and the
+deploy-config repo (the replicas GitLab would set). Where the cluster disagrees with helm or the
+config repo, that is drift: reported with a ⚠, never fixed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from manual_deploy.deployment_state import DeploymentState
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, api_message, resolve_target
+from manual_deploy.lock import Holder, holder_of, lease_name
 from manual_deploy.redact import redact
 from manual_deploy.images import ImageRef, same_image
 from manual_deploy.timestamps import parse_time
@@ -29,6 +31,7 @@ MAX_PARALLEL_READS = 8  # helm subprocesses at once, across all envs and apps
 HELM_READ_TIMEOUT_S = 60.0
 KUBE_TIMEOUT_S = (10, 30)  # (connect, read): an unreachable EKS endpoint must not hang a 3am check
 NOT_DEPLOYED = "not deployed"
+LOCK_SELECTOR = "app.kubernetes.io/managed-by=manual-deploy"  # the label every deploy lock carries
 
 _APPLY_DESCRIPTION = re.compile(
     r"^manual-deploy by (?P<by>\S+); reason: (?P<reason>.*); image: (?P<image>\S+); config: (?P<config>[0-9a-f]{4,40})$"
@@ -100,6 +103,32 @@ class Drift:
     hint: str
 
 
+@dataclass(frozen=True)
+class LockStatus:
+    """An app's deploy lock as status read it: the holder, and its state at that moment (text and JSON agree)."""
+
+    holder: Holder
+    state: str  # live | stale | expired | dead (see Holder.state)
+    read_at: datetime
+
+    @classmethod
+    def of(cls, holder: Holder, read_at: datetime) -> "LockStatus":
+        return cls(holder, holder.state(read_at), read_at)
+
+    @property
+    def running(self) -> bool:
+        """A deploy still at work (stale: not answering, but its lock not expired yet)."""
+        return self.state in ("live", "stale")
+
+    def as_dict(self) -> dict[str, Any]:
+        holder, heartbeat = self.holder, self.holder.heartbeat_age(self.read_at)
+        return {
+            "holder": holder.identity, "reason": holder.reason or None, "command": holder.command or None,
+            "phase": holder.phase or None, "state": self.state, "started": iso(holder.started or holder.acquired),
+            "heartbeat_age_s": round(heartbeat, 1) if heartbeat is not None else None, "image": holder.image or None,
+        }
+
+
 @dataclass
 class AppStatus:
     app: str
@@ -124,10 +153,12 @@ class AppStatus:
     drift: list[Drift] = field(default_factory=list)
     error: str | None = None
     gitlab: str | None = None  # whether GitLab has a record of the last deploy made from this machine
+    lock: LockStatus | None = None  # a deploy running now, or one that died holding the lock
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("app")
+        data["lock"] = self.lock.as_dict() if self.lock else None
         return data
 
 
@@ -176,14 +207,28 @@ class StatusReport:
 # --- reading the cluster ----------------------------------------------------------------------------
 
 
-def live_deployments(target: Target) -> dict[str, DeploymentState]:
+def connect(target: Target):
+    """The env's ApiClient, made once and shared by its reads: on EKS each one runs `aws eks get-token`."""
+    try:
+        return api_client(target)
+    except Exception as exc:  # kubeconfig/auth plugin errors
+        raise _unreachable(target, exc) from None
+
+
+def _unreachable(target: Target, exc: BaseException) -> OperationFailed:
+    return OperationFailed(
+        redact(f"cluster {target.context} ({target.server}) is unreachable: {_first_line(exc)}"),
+        hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
+    )
+
+
+def live_deployments(target: Target, kube) -> dict[str, DeploymentState]:
     """Every Deployment of the env's namespace in one call — which also proves the cluster answers."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     where = f"{target.context}/{target.namespace}"
     try:
-        kube = api_client(target)
         apps = client.AppsV1Api(kube)
         items = apps.list_namespaced_deployment(target.namespace, _request_timeout=KUBE_TIMEOUT_S).items
     except ApiException as exc:
@@ -200,12 +245,30 @@ def live_deployments(target: Target) -> dict[str, DeploymentState]:
                 f"`manual-deploy doctor --env {target.env}` lists every permission a deploy needs",
             ) from None
         raise OperationFailed(f"cannot read deployments in {where}: HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # urllib3 connection errors, kubeconfig/auth plugin errors
-        raise OperationFailed(
-            redact(f"cluster {target.context} ({target.server}) is unreachable: {_first_line(exc)}"),
-            hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
-        ) from None
+    except Exception as exc:  # urllib3 connection errors, auth plugin errors
+        raise _unreachable(target, exc) from None
     return {d.metadata.name: DeploymentState.from_dict(kube.sanitize_for_serialization(d)) for d in items}
+
+
+def live_locks(target: Target, kube) -> dict[str, LockStatus]:
+    """Every deploy lock of the namespace, by Lease name, in one LIST (cheaper than a GET per app).
+
+    Any failure is an OperationFailed whose message is one warning line: the locks are extra
+    information, and a role without `list` on leases must still see what runs."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        items = client.CoordinationV1Api(kube).list_namespaced_lease(
+            target.namespace, label_selector=LOCK_SELECTOR, _request_timeout=KUBE_TIMEOUT_S).items
+    except ApiException as exc:
+        why = f"{api_message(exc)} (HTTP {exc.status})"
+    except Exception as exc:  # urllib3 connection errors
+        why = _first_line(exc)
+    else:
+        read_at = datetime.now(timezone.utc)
+        return {lease.metadata.name: LockStatus.of(holder_of(lease), read_at) for lease in items}
+    raise OperationFailed(redact(f"deploy locks not read, so a deploy in progress is not shown: {why}"))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -352,9 +415,13 @@ class _Reader:
     gate: asyncio.Semaphore
 
     async def read_env(self, target: Target, env: EnvStatus) -> None:
-        """Fill `env` with one row per app; a cluster that cannot be read sets `env.error`."""
+        """Fill `env` with one row per app; a cluster that cannot be read sets `env.error`.
+
+        The locks are read alongside the Deployments and the releases, never after them."""
         try:
-            deployments = await asyncio.to_thread(live_deployments, target)
+            kube = await asyncio.to_thread(connect, target)
+            locks = asyncio.create_task(self.read_locks(target, kube))
+            deployments = await asyncio.to_thread(live_deployments, target, kube)
         except OperationFailed as exc:
             env.error, env.hint = exc.message, exc.hint
             return
@@ -362,7 +429,20 @@ class _Reader:
             HelmDriver, self.helm_path, kubeconfig=self.kubeconfig, context=target.context, timeout_s=HELM_READ_TIMEOUT_S
         )
         rows = await asyncio.gather(*(self.read_app(helm, target, app, deployments.get(app.release)) for app in self.apps))
+        held, warning = await locks
+        for row in rows:
+            row.lock = held.get(lease_name(row.app))
         env.apps = {row.app: row for row in rows}
+        if warning:
+            env.warnings.append(warning)
+
+    @staticmethod
+    async def read_locks(target: Target, kube) -> tuple[dict[str, LockStatus], str | None]:
+        """The env's locks, or none and why: never raises, so an unreadable lock never fails status."""
+        try:
+            return await asyncio.to_thread(live_locks, target, kube), None
+        except OperationFailed as exc:
+            return {}, exc.message
 
     async def read_app(self, helm: HelmDriver, target: Target, app: ResolvedApp, live: DeploymentState | None) -> AppStatus:
         """One release; a release that cannot be read is a row with an error, not a failed command."""
@@ -465,9 +545,12 @@ def _add_gitlab(config: Config, envs: list[EnvStatus], out: Output) -> None:
 
 
 def render_text(report: StatusReport, *, width: int = 200, color: bool = False) -> str:
-    """One table: every detail for one env; a compact column per env when several are compared."""
+    """One table: every detail for one env; a compact column per env when several are compared.
+    Under it, one line per app a deploy is running on or died on."""
     table = _single_env_table(report.envs[0]) if len(report.envs) == 1 else _multi_env_table(report.envs)
-    return render(table, width=width, color=color)
+    text = render(table, width=width, color=color)
+    locks = _lock_lines(report)
+    return f"{text.rstrip(chr(10))}\n\n{render(*locks, width=width, color=color, soft_wrap=True)}" if locks else text
 
 
 def terminal_style() -> dict[str, Any]:
@@ -480,15 +563,17 @@ def terminal_style() -> dict[str, Any]:
     return {"width": 200, "color": False}
 
 
-def render(*renderables, width: int, color: bool) -> str:
-    """Rich renderables as a string, ANSI-coloured only when stdout is a terminal."""
+def render(*renderables, width: int, color: bool, soft_wrap: bool = False) -> str:
+    """Rich renderables as a string, ANSI-coloured only when stdout is a terminal.
+
+    `soft_wrap`: a long line stays one line (the terminal wraps it; grep still finds it whole)."""
     import io
 
     from rich.console import Console
     from rich.text import Text
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False)
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False, soft_wrap=soft_wrap)
     for item in renderables:
         console.print(Text(item) if isinstance(item, str) else item)  # plain strings: never parsed as markup
     return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
@@ -500,6 +585,31 @@ def _status_style(row: AppStatus) -> str:
     if not row.deployed:
         return "dim"
     return "green" if row.status == "deployed" else "yellow"
+
+
+def _lock_mark(row: AppStatus) -> tuple[str, str]:
+    """⟳ a deploy is running, ✗ one died holding the lock: ties the row to its line under the table."""
+    if row.lock is None:
+        return "", ""
+    return ("⟳ ", "yellow") if row.lock.running else ("✗ ", "bold red")
+
+
+def _lock_lines(report: StatusReport) -> list:
+    return [_lock_line(env, row) for env in report.envs for row in env.apps.values() if row.lock is not None]
+
+
+def _lock_line(env: EnvStatus, row: AppStatus):
+    """`⟳ prod/app: being deployed by …: old → new`, or `✗ prod/app: …'s apply stopped answering …`: a dead run's
+    lock and pending release are taken over by the next deploy (see apply._check_pending), so it says so."""
+    from rich.text import Text
+
+    lock, where = row.lock, f"{env.env}/{row.app}"
+    if lock.running:
+        image = f": {lock.holder.image}" if lock.holder.image else ""
+        return Text(f"⟳ {where}: being deployed by {lock.holder.describe(lock.read_at)}{image}", style="yellow")
+    stuck = f"; release {row.release} is {row.status} (revision {row.revision})" if row.status.startswith("pending") else ""
+    return Text(f"✗ {where}: {lock.holder.obituary(lock.read_at)}{stuck}; the next deploy recovers it (no flag needed)",
+                style="bold red")
 
 
 def _ready(row: AppStatus) -> str:
@@ -536,7 +646,7 @@ def _single_env_table(env: EnvStatus):
         table.add_row(
             Text(("⚠ " if drifted else "") + row.app, style="bold yellow" if drifted else ""),
             str(row.revision) if row.revision is not None else "-",
-            Text(row.status, style=_status_style(row)),
+            Text.assemble(_lock_mark(row), (row.status, _status_style(row))),
             row.tag or "-",
             row.digest[:19] if row.digest else "-",
             Text(_ready(row), style=ready_style),
@@ -557,7 +667,7 @@ def _multi_env_cell(env: EnvStatus, row: AppStatus | None):
         return Text("✗ cluster not read", style="bold red")
     if row is None:
         return Text("-")
-    text = Text()
+    text = Text.assemble(_lock_mark(row))
     if not row.deployed:
         text.append(row.status if row.error else NOT_DEPLOYED, style=_status_style(row))
     else:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime, timedelta, timezone
 
-from bed import HELMS, KUBE_TOKEN, NS, apply, publish, write_bed_config
+from bed import HELMS, KUBE_TOKEN, NS, apply, publish, release_secret_status, write_bed_config
 
 
 def _status(cli, bed, *args, config=None):
@@ -25,6 +27,30 @@ def _set_image(bed, deployment: str, image: str) -> None:
     apps_api.patch_namespaced_deployment(
         deployment, NS, {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
     )
+
+
+def _micro(stamp: datetime) -> str:
+    """A MicroTime as the apiserver wants it: exactly 6 fractional digits, never .000000."""
+    return stamp.replace(microsecond=stamp.microsecond or 1).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _stage_lock(bed, app: str, *, holder: str, reason: str, started_ago: float, renewed_ago: float, image: str,
+                labelled: bool = True) -> None:
+    """A deploy lock as a running apply writes it (see manual_deploy.lock.DeployLock), renewed `renewed_ago` s ago."""
+    from kubernetes import client
+
+    now = datetime.now(timezone.utc)
+    notes = {"reason": reason, "command": "apply", "phase": "upgrade+verify", "run-id": "0123456789ab",
+             "started": (now - timedelta(seconds=started_ago)).isoformat(), "image": image}
+    _, _, coordination = bed.apps_api()
+    coordination.create_namespaced_lease(NS, client.V1Lease(
+        metadata=client.V1ObjectMeta(name=f"manual-deploy-{app}" if labelled else f"{app}-leader",
+                                     annotations={f"manual-deploy.ebi-ait/{k}": v for k, v in notes.items()},
+                                     labels={"app.kubernetes.io/managed-by": "manual-deploy"} if labelled else None),
+        spec=client.V1LeaseSpec(holder_identity=holder, lease_duration_seconds=30,
+                                acquire_time=_micro(now - timedelta(seconds=started_ago)),
+                                renew_time=_micro(now - timedelta(seconds=renewed_ago))),
+    ))
 
 
 def test_every_app_shown_and_image_drift_flagged(cli, bed, tmp_path):
@@ -108,6 +134,91 @@ def test_replicas_drift_and_several_envs(cli, bed):
     assert "⚠ replicas: config 3 ≠ 1" in text.stdout and "r1 deployed" in text.stdout and "not deployed" in text.stdout
 
 
+def test_a_running_deploy_and_a_dead_one_are_shown(cli, bed):
+    """alice's apply of ingest-core is at work (heartbeat now); bob's of ontology stopped renewing 60 s ago
+    (its 30 s lock expired) and left the release pending-upgrade; one of ours on ingest-archiver renewed just
+    now but its process is gone: status says who, why, where, since when, and that the next deploy recovers it."""
+    import subprocess
+
+    from kubernetes import config as kconfig
+
+    from manual_deploy.lock import holder_identity
+
+    for app in ("ingest-core", "ontology"):
+        publish(bed, app, "lk1")
+    assert apply(cli, bed, "--app", "ingest-core", "--app", "ontology", "--tag", "lk1", "--yes").code == 0
+    api = kconfig.new_client_from_config(config_file=str(bed.kubeconfig), context="ingest-eks-prod", persist_config=False)
+    release_secret_status(api, NS, "ontology", 1, "pending-upgrade")
+    core = f"{bed.registry.host}/ebi-ait/ingest-core"
+    _stage_lock(bed, "ingest-core", holder="alice@laptop#41", reason="INC-7", started_ago=150, renewed_ago=0,
+                image=f"{core}:lk1 → {core}:lk2")
+    _stage_lock(bed, "ontology", holder="bob@desk#7", reason="INC-8", started_ago=300, renewed_ago=60, image="lk1 → lk2")
+    _stage_lock(bed, "ingest-exporter", holder="kube-controller", reason="", started_ago=1, renewed_ago=0, image="",
+                labelled=False)  # someone else's Lease in the namespace: not a deploy lock
+    gone = subprocess.Popen(["true"])  # a run of this user@host whose process has ended
+    gone.wait()
+    ours = f"{holder_identity()}#{gone.pid}"
+    _stage_lock(bed, "ingest-archiver", holder=ours, reason="INC-9", started_ago=20, renewed_ago=1, image="")
+    bed.kube.requests.clear()
+
+    text = _status(cli, bed, "--env", "prod")
+
+    assert text.code == 0, text.stderr
+    assert re.search(
+        rf"^⟳ prod/ingest-core: being deployed by alice@laptop#41 \(INC-7\), apply in phase upgrade\+verify for 2 min, "
+        rf"heartbeat \d+ s ago: {re.escape(core)}:lk1 → {re.escape(core)}:lk2$", text.stdout, re.M), text.stdout
+    assert re.search(
+        r"^✗ prod/ontology: bob@desk#7's apply \(INC-8\) stopped answering [6-9]\d s ago in phase upgrade\+verify; "
+        r"release ontology is pending-upgrade \(revision 1\); the next deploy recovers it \(no flag needed\)$",
+        text.stdout, re.M), text.stdout
+    assert re.search(rf"^✗ prod/ingest-archiver: {re.escape(ours)}'s apply \(INC-9\) died \d s ago in phase upgrade\+verify; "
+                     r"the next deploy recovers it \(no flag needed\)$", text.stdout, re.M), text.stdout
+    assert "ingest-exporter:" not in text.stdout and "kube-controller" not in text.stdout
+    rows = _rows(text.stdout)
+    assert "⟳ deployed" in rows["ingest-core"] and "✗ pending-upgrade" in rows["ontology"], text.stdout
+    assert "✗ not deployed" in rows["ingest-archiver"]
+    assert "⟳" not in rows["ingest-exporter"] and "✗" not in rows["ingest-exporter"]
+    assert "deploy locks not read" not in text.stderr
+    leases = [r for r in bed.kube.requests if "/leases" in r["path"]]
+    assert [(r["method"], r["path"]) for r in leases] == [("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases")]
+
+    apps = _status(cli, bed, "--env", "prod", "-o", "json").json()["envs"]["prod"]["apps"]
+    live, dead = apps["ingest-core"]["lock"], apps["ontology"]["lock"]
+    assert {k: v for k, v in live.items() if k not in ("started", "heartbeat_age_s")} == {
+        "holder": "alice@laptop#41", "reason": "INC-7", "command": "apply", "phase": "upgrade+verify", "state": "live",
+        "image": f"{core}:lk1 → {core}:lk2"}
+    assert 0 <= live["heartbeat_age_s"] < 15 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", live["started"])
+    assert (dead["holder"], dead["state"], dead["reason"], dead["image"]) == ("bob@desk#7", "expired", "INC-8", "lk1 → lk2")
+    assert 60 <= dead["heartbeat_age_s"] < 100 and apps["ontology"]["status"] == "pending-upgrade"
+    assert (apps["ingest-archiver"]["lock"]["holder"], apps["ingest-archiver"]["lock"]["state"]) == (ours, "dead")
+    assert apps["ingest-exporter"]["lock"] is None
+
+    several = _status(cli, bed, "--env", "prod", "--env", "staging", "--app", "ingest-core")
+    assert several.code == 0, several.stderr
+    assert "⟳ r1 deployed" in several.stdout and "⟳ prod/ingest-core: being deployed by alice@laptop#41" in several.stdout
+    assert "staging/ingest-core" not in several.stdout  # the lock is prod's namespace's
+
+
+def test_locks_that_cannot_be_read_are_a_warning(cli, bed):
+    """A role without `list` on leases still sees what runs; one line says the locks were not read."""
+    _stage_lock(bed, "ingest-core", holder="alice@laptop#41", reason="INC-7", started_ago=10, renewed_ago=0, image="a → b")
+    bed.kube.deny("list", "leases", group="coordination.k8s.io", namespace=NS)
+
+    text = _status(cli, bed, "--env", "prod")
+
+    assert text.code == 0, text.stderr
+    assert set(_rows(text.stdout)) == {"ingest-core", "ingest-exporter", "ingest-archiver", "ontology"}, text.stdout
+    assert "alice" not in text.stdout and "⟳" not in text.stdout
+    warned = [line for line in text.stderr.splitlines() if "deploy locks not read" in line]
+    assert len(warned) == 1, text.stderr
+    assert warned[0].startswith("warning: prod: deploy locks not read, so a deploy in progress is not shown: ")
+    assert 'cannot list resource "leases"' in warned[0] and "(HTTP 403)" in warned[0], text.stderr
+
+    data = _status(cli, bed, "--env", "prod", "-o", "json")
+    assert data.code == 0 and data.json()["envs"]["prod"]["apps"]["ingest-core"]["lock"] is None
+    assert any("deploy locks not read" in w for w in data.json()["envs"]["prod"]["warnings"])
+
+
 def test_unknown_env_missing_context_and_unreachable_cluster(cli, bed, tmp_path):
     from manual_deploy.sandbox.kube.kubeconfig import write_kubeconfig
 
@@ -166,7 +277,7 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
                                      {"image": f"quay.io/ebi-ait/{release}:t1"}))
 
     monkeypatch.setattr(status, "HelmDriver", SlowHelm)
-    monkeypatch.setattr(status, "live_deployments", lambda target: {})
+    monkeypatch.setattr(status, "live_deployments", lambda target, kube: {})
     monkeypatch.setattr(status, "expected_replicas", lambda config, envs, apps: {e: status.ConfigReading() for e in envs})
 
     result = cli("--config", config, "status", "--env", "prod", "-o", "json")

@@ -10,7 +10,8 @@ HELP = (
     "What runs where — GitLab's Environments page, read from helm and the cluster.\n\n"
     "Per app and env: helm revision and status, image tag and digest, ready/desired replicas, when, by whom "
     "and why it was deployed, and the deploy-config SHA. Drift is marked ⚠: the Deployment runs another image "
-    "than helm deployed (kubectl set image), or other replicas than the config repo says. Read-only. "
+    "than helm deployed (kubectl set image), or other replicas than the config repo says. A deploy running now "
+    "(⟳ who, why, phase, how long, heartbeat) or one that died holding its lock (✗) is shown under the table. Read-only. "
     "Exit 0 even with drift; 3 if an env's kube context fails its check; 1 if a cluster cannot be read."
 )
 
