@@ -179,3 +179,32 @@ def test_the_api_frozen_for_25_s_right_after_the_lock_is_taken_still_deploys(cra
     assert_back_on(bed, new)
     assert bed.leases() == []
     assert "retrying in" in run.err or "asking the cluster again" in run.err, run.err
+
+
+@pytest.mark.parametrize("helm", ["helm3", "helm4"], indirect=True)
+def test_the_api_frozen_for_25_s_during_the_rollout_still_deploys(tmp_path, registry, deploy_repo, helm):
+    """Pods take 6 s to start, so the freeze lands while helm and the watch wait for the rollout."""
+    from crashbed import make_crash_bed, stop_emulator
+
+    proc, bed = make_crash_bed(tmp_path, registry, deploy_repo, helm, pod_start_delay=6)
+    try:
+        live_release(bed, "good1")
+        new = bed.publish("good2")
+        seen = len(bed.requests())
+        run = bed.start(*apply_args("good2"))
+        wait_until(lambda: any(r["method"] in ("PATCH", "PUT") and "/deployments/" in r["path"] for r in bed.requests()[seen:]),
+                   60, "helm to write the Deployment")
+        bed.freeze()
+        try:
+            time.sleep(25)
+        finally:
+            bed.thaw()
+
+        assert run.finish(180) == 0, run.err
+        assert "cannot renew the deploy lock" in run.err, run.err  # it said so, and went on
+        assert_back_on(bed, new)
+        assert bed.leases() == []
+        bed.helm_gone(timeout=5)
+    finally:
+        bed.close()
+        stop_emulator(proc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from manual_deploy.sandbox.rehearsal import DRILL_TAG
 
 APPLY_TIMEOUT_S = 900  # one env, every app: helm's own --timeout (below) bounds each rollout
+STOP_TIMEOUT_S = 330  # an interrupted apply's cleanup: stopping helm and a bounded rollback (≤ 300 s)
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ def check_env(ready: dict, env: str, apps: list[str], *, grace: str, timeout: st
             "--grace", grace, "--timeout", timeout, "--reason", "sandbox check", *(a for app in apps for a in ("--app", app))]
     out.step(f"{env}: apply of {len(apps)} apps with the real helm")
     try:
-        proc = subprocess.run(argv, env=environment(ready), capture_output=True, text=True, timeout=APPLY_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, check=False)
+        proc = _run_apply(argv, environment(ready))
     except subprocess.TimeoutExpired:
         return [Row(env, app, False, f"apply did not end within {APPLY_TIMEOUT_S} s") for app in apps]
     try:
@@ -62,6 +62,30 @@ def check_env(ready: dict, env: str, apps: list[str], *, grace: str, timeout: st
         else:
             rows.append(Row(env, app, False, result.get("message") or result.get("result") or "failed"))
     return rows
+
+
+def _run_apply(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """One apply process, in a session of its own so that a signal reaches it once, from us: on Ctrl-C,
+    SIGTERM or SIGHUP it gets the same signal and cleans up (rolls back, unlocks) before we stop too."""
+    from manual_deploy import interrupts
+
+    with subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=APPLY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        except KeyboardInterrupt:
+            proc.send_signal(interrupts.received())
+            try:
+                proc.communicate(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def _last_line(text: str) -> str:
