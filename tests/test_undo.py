@@ -10,6 +10,8 @@ is made unable to, with real components, and only apply's undo can put the old i
 - helm's own rollback or uninstall failing: the emulated API server refuses that one write (a counted
   `deny`, as a flapping admission webhook or RBAC binding would) and lets the next one through.
   helm leaves `failed` (upgrade) or `uninstalling` (first install).
+- a first install left `failed`: helm 3.17 / 4.1 only record `failed` for a first install when they
+  do not clean up themselves, so the wrapper drops their cleanup flag.
 
 Each test asserts what the user sees: the exit code and message, helm history, the image the
 Deployment runs, the lock released, and no helm (or wrapper) process left behind.
@@ -231,6 +233,93 @@ def test_helms_own_rollback_refused_apply_rolls_back(cli, bed, helm, no_helm_lef
     refusal = revisions[2]["description"]
     assert refusal.startswith('Rollback "ingest-core" failed') and "forbidden" in refusal, refusal
     assert revisions[3]["description"] == "Rollback to 1"
+    assert ":good1@" in live_image(bed)
+    assert lock_released(bed)
+    no_helm_left()
+
+
+def test_helm_gives_up_and_its_rollback_is_refused_apply_rolls_back(cli, bed, helm, no_helm_left):
+    """helm's own --timeout ends first (the grace is longer) and its rollback write is refused once:
+    helm exits with an error, the release `failed` and the unpullable image live. apply used to only
+    describe that; it must roll back itself."""
+    deploy_good(cli, bed)
+    bed.kube.add_failure("*:bad1*", "ImagePullBackOff")
+
+    with next_deployment_write_refused_after_the_upgrades(bed) as armed:
+        result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "10m", "--timeout", "6s")
+
+    assert result.code == 1, result.stderr
+    assert armed and len(refused(bed, "PATCH")) == 1
+    error = result.stderr.split("error: ", 1)[1]
+    assert error.startswith("ingest-core: helm upgrade failed (release now at revision 3, failed: "), result.stderr
+    assert "an error occurred while rolling back the release" in error  # helm's own words
+    tail = error.split("; rolled back to revision 1: revision 4 is live again with ", 1)[1]
+    assert ":good1@" in tail.splitlines()[0], result.stderr
+    revisions = history(bed, "ingest-core")
+    assert [r["status"] for r in revisions] == ["superseded", "superseded", "failed", "deployed"], revisions
+    assert revisions[-1]["description"] == "Rollback to 1"
+    assert ":good1@" in live_image(bed)
+    assert lock_released(bed)
+    no_helm_left()
+    assert audit.read()[-1]["result"] == "failed"
+
+
+def test_a_first_install_helm_could_not_remove_is_removed(cli, bed, helm, no_helm_left):
+    """helm's --timeout ends a first install whose image cannot be pulled; its own uninstall is refused
+    deleting the Deployment once, so it leaves the release `uninstalling` with the Deployment still
+    there. apply must remove it."""
+    publish(bed, "ingest-core", "bad1")
+    bed.kube.add_failure("*:bad1*", "ImagePullBackOff")
+    bed.kube.deny("delete", "deployments", group="apps", namespace=NS, times=1)  # an install never deletes
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "10m", "--timeout", "6s")
+
+    assert result.code == 1, result.stderr
+    assert len(refused(bed, "DELETE")) == 1
+    error = result.stderr.split("error: ", 1)[1]
+    assert error.startswith("ingest-core: helm upgrade failed (release now at revision 1, uninstalling: "), error
+    assert "an error occurred while uninstalling the release" in error  # helm's own words
+    assert "; the first install was removed again; nothing of it is left" in error, result.stderr
+    nothing_installed(bed)
+    assert lock_released(bed)
+    no_helm_left()
+
+
+def test_a_first_install_left_failed_is_removed(cli, bed, helm, tmp_path, no_helm_left):
+    """Staged: the wrapper drops --atomic / --rollback-on-failure, so when helm's --timeout ends the
+    first install helm records it `failed` and leaves it, Deployment and all. apply must remove it."""
+    publish(bed, "ingest-core", "bad1")
+    log = use_wrapper(bed, tmp_path, "no-cleanup")
+    bed.kube.add_failure("*:bad1*", "ImagePullBackOff")
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "10m", "--timeout", "6s")
+
+    assert result.code == 1, result.stderr
+    (upgrade,) = [c for c in calls(log) if c["argv"][0] == "upgrade"]
+    assert upgrade["code"] == 1 and not {"--atomic", "--rollback-on-failure"} & set(upgrade["argv"])
+    error = result.stderr.split("error: ", 1)[1]
+    assert error.startswith("ingest-core: helm upgrade failed (release now at revision 1, failed: "), result.stderr
+    assert "; the first install was removed again; nothing of it is left" in error, result.stderr
+    nothing_installed(bed)
+    assert lock_released(bed)
+    no_helm_left()
+
+
+def test_a_helm_that_failed_before_changing_anything_is_not_undone(cli, bed, helm, no_helm_left):
+    """The other side of undoing after helm's own failure: when helm could not even record the new
+    revision (creating its release Secret is refused, once), the live revision is untouched and
+    apply must leave it alone, not roll back to it."""
+    deploy_good(cli, bed)
+    bed.kube.deny("create", "secrets", namespace=NS, times=1)
+
+    result = apply(cli, bed, "--app", "ingest-core", "--tag", "bad1", "--yes", "--grace", "2s", "--timeout", "60s")
+
+    assert result.code == 1, result.stderr
+    assert len(refused(bed, "POST")) == 1
+    assert "helm upgrade failed (release now at revision 1, deployed: " in result.stderr, result.stderr
+    assert "rolling back" not in result.stderr and "rolled back" not in result.stderr, result.stderr
+    assert "removed again" not in result.stderr
+    assert [r["status"] for r in history(bed, "ingest-core")] == ["deployed"]
     assert ":good1@" in live_image(bed)
     assert lock_released(bed)
     no_helm_left()

@@ -220,6 +220,9 @@ class ReleaseTransaction:
         except Exception as exc:
             back = await self._describe_release(change)
             error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
+            undone = await self.undo(change, left_by_helm=True)  # helm's own rollback may have failed too
+            if undone:
+                error.message += f"; {undone}"
             seen = watch.waited_for()
             if seen:
                 error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
@@ -256,19 +259,24 @@ class ReleaseTransaction:
         rolled = "; ".join(f"deployment {s.name} {s.summary}" for s in look.states if s.kind == "Deployment")
         self.out.success(f"{name}: {rolled or watch.progress()}, all on {change.expected_image}")
 
-    async def undo(self, change: Change) -> str:
+    async def undo(self, change: Change, left_by_helm: bool = False) -> str:
         """Make what ran before live again; the tail of the failure's message. Never raises: the failure
-        that made us undo stays the message, with the undo's own failure and where to look added to it."""
+        that made us undo stays the message, with the undo's own failure and where to look added to it.
+        `left_by_helm`: helm itself failed; undo only what it left unfinished ("" when nothing)."""
         try:
-            return await self._undo(change)
+            return await self._undo(change, left_by_helm)
         except Exception as exc:  # noqa: BLE001 - pyhelm3 errors: cluster unreachable, auth, timeout
             why = helm_error(exc, "rolling back failed too").message
             return f"{why}; see what runs now: `manual-deploy status --env {self.guard.env} --app {change.app.name}`"
 
-    async def _undo(self, change: Change) -> str:
+    async def _undo(self, change: Change, left_by_helm: bool = False) -> str:
         helm, ns, release = self.helm(), self.target.namespace, change.app.release
         current = await helm.current(release, ns)
         old = change.old.number if change.old else None
+        # what a helm that died, or whose own rollback or uninstall failed, leaves as the newest revision
+        unfinished = ("failed", "pending-install", "pending-upgrade", "pending-rollback", "uninstalling")
+        if left_by_helm and not (current and (old is None or current.number > old) and current.status in unfinished):
+            return ""  # helm failed before it changed the release, or it cleaned up after itself
         if (current and old and current.number > old and current.status == "deployed"
                 and current.description.lower().startswith("rollback") and change.undo_to is None):
             return f"rolled back: revision {current.number} is live again with {change.old_image}"  # helm's own atomic undo
