@@ -75,7 +75,7 @@ def _pipe() -> subprocess.Popen | None:
     try:
         _proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(STOP_GRACE_S)],
                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True, close_fds=True)
+                                 start_new_session=True, close_fds=True, env={})  # needs nothing, holds no secret
         _owner_pid = os.getpid()
     except OSError:
         _proc = None

@@ -334,6 +334,30 @@ def test_denied_verbs_answer_rbacs_403(kube, kubeconfig, tmp_path):
         api.close()
 
 
+def test_a_counted_denial_refuses_only_that_many_requests(kube, kubeconfig, tmp_path):
+    """A refusal that passes (a flapping webhook or binding): the undo tests refuse helm's own roll back
+    this way and let the tool's roll back through; other rules and other verbs are untouched."""
+    admin = admin_client(kube, tmp_path)
+    try:
+        apps = client.AppsV1Api(admin)
+        body = {"metadata": {"name": "ingest-core"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {
+            "metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "x", "image": "example.org/x:1"}]}}}}
+        apps.create_namespaced_deployment(NS, body)
+        kube.deny("patch", "deployments", group="apps", namespace=NS, times=2)
+        kube.deny("delete", "deployments", group="apps", namespace=NS)
+        scale = {"spec": {"replicas": 2}}
+        for _ in range(2):
+            refusal = _forbidden(lambda: apps.patch_namespaced_deployment("ingest-core", NS, scale))
+            assert "cannot patch" in refusal["message"]
+        assert apps.read_namespaced_deployment("ingest-core", NS).spec.replicas == 1  # get: never refused
+        assert apps.patch_namespaced_deployment("ingest-core", NS, scale).spec.replicas == 2  # the third goes through
+        assert "cannot delete" in _forbidden(lambda: apps.delete_namespaced_deployment("ingest-core", NS))["message"]
+        kube.clear_denials()
+    finally:
+        client.AppsV1Api(admin).delete_namespaced_deployment("ingest-core", NS)
+        admin.close()
+
+
 @pytest.mark.parametrize("major", [3, 4])
 def test_helm_reports_the_403_of_a_denied_list(major, kube, kubeconfig, tmp_path):
     kube.deny("list", "secrets", namespace=NS)

@@ -313,11 +313,11 @@ class ReleaseTransaction:
         current = await self._read_current(change)
         back = await self._describe_release(change)
         error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
+        if current is not UNKNOWN and self._changed(change, current) and not self._helm_undid(change, current):
+            error.message += f"; {await self.undo(change)}"  # helm died, or its own rollback failed too
         seen = watch.waited_for()
         if seen:
             error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
-        if current is not UNKNOWN and self._changed(change, current) and not self._helm_undid(change, current):
-            error.message += f"\n{await self.undo(change)}"
         error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
                       f"fix the cause named above, or give it longer with --timeout, then try again")
         return error

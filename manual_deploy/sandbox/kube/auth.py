@@ -17,8 +17,9 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from manual_deploy.sandbox.kube import errors
@@ -129,13 +130,17 @@ def forbidden(user: User, attrs: Attributes) -> errors.ApiError:
 
 @dataclass(frozen=True)
 class Denial:
-    """One verb on one resource that RBAC does not grant; globs allowed, None/`*` = any."""
+    """One verb on one resource that RBAC does not grant; globs allowed, None/`*` = any.
+
+    `times`: refuse only the next that many matching requests, then let them through (a refusal
+    that passes, such as a webhook or an RBAC binding flapping); None: refuse every one."""
 
     verb: str
     resource: str
     group: str = ""
     namespace: str | None = None
     user: str | None = None
+    times: int | None = None
 
     def matches(self, user: User, attrs: Attributes) -> bool:
         def hit(pattern: str | None, value: str | None) -> bool:
@@ -157,6 +162,7 @@ class Authorizer:
         self.token, self.token_key = token, token_key
         self.denials: tuple[Denial, ...] = ()
         self.unmapped: tuple[str, ...] = ()
+        self._changing = threading.Lock()  # a test's deny() and a counted refusal used up, from two threads
 
     @property
     def enabled(self) -> bool:
@@ -190,18 +196,27 @@ class Authorizer:
         return not any(denial.matches(user, attrs) for denial in self.denials)
 
     def authorize(self, user: User, attrs: Attributes) -> None:
-        if not self.allowed(user, attrs):
-            raise forbidden(user, attrs)
+        denial = next((d for d in self.denials if d.matches(user, attrs)), None)
+        if denial is None:
+            return
+        if denial.times is not None:  # one of its refusals used up
+            with self._changing:
+                left = replace(denial, times=denial.times - 1)
+                kept = (left,) if left.times > 0 else ()
+                self.denials = tuple(k for d in self.denials for k in (kept if d is denial else (d,)))
+        raise forbidden(user, attrs)
 
     def deny(self, denial: Denial) -> None:
-        self.denials = (*self.denials, denial)
+        with self._changing:
+            self.denials = (*self.denials, denial)
 
     def unmap(self, user_glob: str) -> None:
         self.unmapped = (*self.unmapped, user_glob)
 
     def clear(self, *, denials: bool = True, unmapped: bool = True) -> None:
         if denials:
-            self.denials = ()
+            with self._changing:
+                self.denials = ()
         if unmapped:
             self.unmapped = ()
 

@@ -153,11 +153,12 @@ class KubeEmulator:
         self._call(resize)
 
     def deny(self, verb: str, resource: str, *, group: str = "", namespace: str | None = None,
-             user: str | None = None) -> None:
+             user: str | None = None, times: int | None = None) -> None:
         """Refuse `verb` on `resource` (`pods/log` for a subresource) with RBAC's 403, e.g.
         deny("patch", "deployments", group="apps", namespace="prod-environment"). Globs allowed;
-        namespace/user None = all (the static admin included, unlike a real system:masters)."""
-        self._authorizer.deny(auth.Denial(verb, resource, group, namespace, user))
+        namespace/user None = all (the static admin included, unlike a real system:masters).
+        `times`: only the next that many matching requests are refused; None: all of them."""
+        self._authorizer.deny(auth.Denial(verb, resource, group, namespace, user, times))
 
     def unmap_user(self, user_glob: str) -> None:
         """Answer 401 to every request of matching users, as EKS does for a role missing from aws-auth."""
