@@ -268,7 +268,7 @@ class DeployLock:
             if state == "live" or state == "stale":
                 if not break_lock:
                     raise Refused(f"deploy lock {self.namespace}/{self.name} is held by {holder.describe()}",
-                                  hint="wait for that deploy to finish (`manual-deploy status` shows it); to take it over "
+                                  hint="wait for that deploy to finish (`manual-deploy status --env <env>` shows that run); to take it over "
                                        "from a run you know is dead or hung, re-run with --break-lock",
                                   details={"lock_holder": holder.identity})
                 if confirm_break is not None:
@@ -305,7 +305,7 @@ class DeployLock:
             self.taken_from = None
             if exc.status == 409:
                 raise Refused(f"someone else took deploy lock {self.namespace}/{self.name} at the same moment",
-                              hint="check who is deploying (`manual-deploy status`); re-run when they are done") from None
+                              hint="check who is deploying (`manual-deploy status --env <env>`); re-run when they are done") from None
             raise OperationFailed(f"cannot take over lock {self.namespace}/{self.name}: HTTP {exc.status}") from None
         self._won(replaced)
 

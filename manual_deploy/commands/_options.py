@@ -11,12 +11,14 @@ TIMEOUT = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait
 GRACE = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back.")
 REASON = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the release and the audit log.")
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
-BREAK_LOCK = typer.Option(False, "--break-lock", help="Take over a deploy lock held by someone else (recorded).")
+BREAK_LOCK = typer.Option(False, "--break-lock", help="Take over the lock of a live run (asks; --yes skips): it stops its helm, "
+                          "yours recovers the release and goes on (recorded). A dead run's lock needs no flag.")
 CONFIG_REF = typer.Option(None, "--config-ref", metavar="REF", help="Deploy-config branch/tag/SHA (default: the env's).")
 FORCE_REFRESH = typer.Option(False, "--force-refresh", help="Delete the Deployment first, like the Makefile (downtime).")
 REPLICAS = typer.Option(None, "--replicas", metavar="N", help="Override the replica count from the config repo.")
 NO_DIGEST = typer.Option(False, "--no-digest", help="Deploy repo:tag without pinning the digest.")
-RECOVER = typer.Option(False, "--recover", help="Roll back a release stuck in pending-* first.")
+RECOVER = typer.Option(False, "--recover", help="Roll back a release left pending-* by plain helm first (one left by a "
+                       "dead manual-deploy run is recovered without it).")
 POST_CHECK = typer.Option(
     None, "--post-check", metavar='"CMD ARGS"', help="Run after a verified deploy (no shell; MD_ENV, MD_APP, MD_IMAGE, MD_NAMESPACE set)."
 )
