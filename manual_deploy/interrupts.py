@@ -23,6 +23,10 @@ def install() -> None:
     """Turn SIGTERM and SIGHUP into the first Ctrl-C (main thread only, as Python requires)."""
     global _received
     _received = None
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background by a shell (`cmd &`, nohup): SIGINT comes in ignored, and the
+        # TERM/HUP → Ctrl-C path below needs it back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
 

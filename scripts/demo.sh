@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then three drills, then
+# `make demo`: the real commands of an emergency prod deploy, on the local sandbox, then four drills, then
 # GitLab's deployment records backfilled once it is back.
 # Everything below is the tool's real output; the sandbox is stopped whatever happens.
 set -uo pipefail
@@ -44,6 +44,23 @@ run "$MD" wait-image || exit 1
 expect_fail "$MD" apply --env prod --yes --grace 5s --reason "demo: crash drill" || exit 1
 run "$MD" status --env prod --app ingest-core || exit 1
 run "$MD" history --env prod --app ingest-core || exit 1
+
+say "Drill 4: the terminal closes mid-deploy — the run rolls back, frees its lock and exits 129"
+printf '\033[36m$ setsid %s apply --env prod --yes --grace 2m --reason "demo: laptop lid closed" &\033[0m\n' "$MD" >&2
+setsid "$MD" apply --env prod --yes --grace 2m --reason "demo: laptop lid closed" 2>"$DIR/hup.log" >/dev/null &
+deploying=$!
+for _ in $(seq 120); do  # at most 60 s: until its lock says helm is waiting on the pods
+  "$MD" status --env prod --app ingest-core -o json 2>/dev/null | grep -q '"phase": "upgrade+verify"' && break
+  sleep 0.5
+done
+run "$MD" status --env prod --app ingest-core || exit 1
+printf '\033[36m$ kill -HUP -- -%s   # the terminal closed: its whole process group hears SIGHUP\033[0m\n' "$deploying" >&2
+kill -HUP -- "-$deploying"
+wait "$deploying"; rc=$?
+tail -5 "$DIR/hup.log" >&2
+printf '(exit %s: 129 is SIGHUP, after the cleanup)\n' "$rc" >&2
+[ "$rc" -eq 129 ] || exit 1
+run "$MD" status --env prod --app ingest-core || exit 1
 
 say "GitLab is back: give it the deployment records of the deploys made without it, oldest first"
 run "$MD" sandbox gitlab up || exit 1

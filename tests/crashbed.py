@@ -84,11 +84,13 @@ class CrashBed:
         return {**clean_env(), "HOME": str(home), "USER": user, "LOGNAME": user, "KUBECONFIG": str(self.kubeconfig),
                 "MANUAL_DEPLOY_STATE_DIR": str(home / "state"), "MANUAL_DEPLOY_CACHE_DIR": str(home / "cache")}
 
-    def start(self, *args: str, user: str = "alice") -> Run:
-        """`manual-deploy --config … ARGS` in a process group of its own (a terminal's job), stdin closed."""
+    def start(self, *args: str, user: str = "alice", background: bool = False) -> Run:
+        """`manual-deploy --config … ARGS` in a process group of its own (a terminal's job), stdin closed.
+        `background`: started as a shell's `cmd &` starts it, with SIGINT ignored."""
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
         proc = subprocess.Popen([MANUAL_DEPLOY, "--config", str(self.config), *args], env=self.env(user),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=ignore)
         run = Run(proc)
         self.runs.append(run)
         return run

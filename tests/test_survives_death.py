@@ -30,11 +30,11 @@ def live_release(bed, tag: str) -> str:
     return image
 
 
-def broken_rollout(bed, tag: str = "bad1", user: str = "alice"):
+def broken_rollout(bed, tag: str = "bad1", user: str = "alice", background: bool = False):
     """A deploy of an image whose pods crash, started and left waiting in helm (pending-upgrade)."""
     bed.publish(tag)
     bed.fail(f"*:{tag}*", "CrashLoopBackOff")
-    run = bed.start(*apply_args(tag, *BROKEN), user=user)
+    run = bed.start(*apply_args(tag, *BROKEN), user=user, background=background)
     wait_until(lambda: bed.history()[-1]["status"] == "pending-upgrade", 60, "helm to start the upgrade")
     return run
 
@@ -49,15 +49,16 @@ def assert_back_on(bed, image: str) -> None:
     assert bed.running_image() == image
 
 
-@pytest.mark.parametrize("signum, group, code", [
-    (signal.SIGHUP, True, 129),  # the terminal was closed: the whole process group hears it
-    (signal.SIGTERM, False, 143),  # `kill PID`
-    (signal.SIGINT, False, 130),  # Ctrl-C
-], ids=["SIGHUP-group", "SIGTERM-pid", "SIGINT-pid"])
-def test_a_signal_mid_rollout_leaves_prod_on_the_previous_image_and_the_lock_free(crash_bed, signum, group, code):
+@pytest.mark.parametrize("signum, group, code, background", [
+    (signal.SIGHUP, True, 129, False),  # the terminal was closed: the whole process group hears it
+    (signal.SIGTERM, False, 143, False),  # `kill PID`
+    (signal.SIGINT, False, 130, False),  # Ctrl-C
+    (signal.SIGTERM, True, 143, True),  # started with `&` (SIGINT ignored), then `kill -- -PGID`
+], ids=["SIGHUP-group", "SIGTERM-pid", "SIGINT-pid", "SIGTERM-group-background"])
+def test_a_signal_mid_rollout_leaves_prod_on_the_previous_image_and_the_lock_free(crash_bed, signum, group, code, background):
     bed = crash_bed
     good = live_release(bed, "good1")
-    run = broken_rollout(bed)
+    run = broken_rollout(bed, background=background)
     time.sleep(1)
 
     run.signal(signum, group=group)

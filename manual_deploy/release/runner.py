@@ -218,7 +218,6 @@ class ReleaseTransaction:
             result.result = "interrupted"
             self.undone.setdefault(name, "nothing had changed")
             result.message = f"interrupted by {interrupts.name()} during {phases.current or 'the lock'}; {self.undone[name]}"
-            self.out.error(f"{name}: {result.message}")
             raise
         finally:
             await asyncio.to_thread(lock.release)
