@@ -209,3 +209,25 @@ def test_the_api_frozen_for_25_s_during_the_rollout_still_deploys(tmp_path, regi
     finally:
         bed.close()
         stop_emulator(proc)
+
+
+def test_sigterm_mid_rollback_goes_back_to_what_ran(crash_bed):
+    """rollback runs the same guarded sequence: a SIGTERM while its target revision's pods crash
+    leaves the revision that ran before, deployed, and the lock free."""
+    bed = crash_bed
+    live_release(bed, "good1")
+    now = bed.publish("good2")
+    assert bed.run(*apply_args("good2")).proc.returncode == 0
+    bed.fail("*:good1*", "CrashLoopBackOff")  # the revision we go back to no longer starts
+
+    run = bed.start("rollback", "--env", "prod", "--app", "ingest-core", "--yes", "--reason", "INC-8", *BROKEN)
+    wait_until(lambda: bed.history()[-1]["status"] == "pending-rollback", 60, "helm to start the rollback")
+    time.sleep(1)
+    run.signal(signal.SIGTERM)
+
+    assert run.finish(60) == 143, run.err
+    assert bed.leases() == []
+    assert_back_on(bed, now)
+    bed.helm_gone(timeout=5)
+    record = bed.audit()[-1]
+    assert record["command"] == "rollback" and record["result"] == "interrupted", record
