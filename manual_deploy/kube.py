@@ -151,11 +151,21 @@ def api_message(exc) -> str:
         return str(exc.reason)
 
 
-def api_client(target: Target):
-    """An ApiClient for exactly this context (never the kubeconfig's current-context)."""
+def api_client(target: Target, *, retries: bool = True):
+    """An ApiClient for exactly this context (never the kubeconfig's current-context).
+
+    `retries=False`: without urllib3's own 3 retries, so a request to a frozen API fails within its
+    timeout instead of four times it — for callers that retry blips themselves (the release runner)."""
+    from kubernetes import client
     from kubernetes import config as kube_config
 
-    return kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context, persist_config=False)
+    loaded = kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context, persist_config=False)
+    if retries:
+        return loaded
+    configuration = loaded.configuration
+    loaded.close()
+    configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 # kubernetes' API and model modules import one another. Two threads importing that web from

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from manual_deploy.errors import OperationFailed, Refused
+from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.timestamps import parse_time
 
 ANNOTATION_PREFIX = "manual-deploy.ebi-ait/"
 LEASE_DURATION_S = 30  # a dead run's lock is free at most this long after its last renewal
 RENEW_EVERY_S = 5.0  # well inside the duration: a renewal or two may fail in a blip without losing it
 STALE_AFTER_S = 2 * RENEW_EVERY_S + 1  # two renewals missed: the holder is not answering
+RETRY_FIRST_S, RETRY_MAX_S = 2.0, 8.0  # backoff while the cluster does not answer
 REQUEST_TIMEOUT = (5, 10)  # (connect, read) s: a frozen API is a failed renewal, not a hung thread
 _FIELDS = ("reason", "command", "phase", "started", "run-id", "image")
 
@@ -233,48 +234,73 @@ class DeployLock:
                 deadline: float | None = None, abandon: threading.Event | None = None) -> None:
         """Take the lock: free, expired, or left by a dead run of this user@host → ours at once; a holder
         that stopped renewing → wait (bounded) for it to expire; a live holder → refuse, or with
-        `break_lock` (after `confirm_break`) take it over. `abandon` set (the run is stopping) ends a
-        wait and prevents any further write."""
-        from kubernetes.client.exceptions import ApiException
-
+        `break_lock` (after `confirm_break`) take it over. A network blip is retried with backoff until
+        `deadline`. `abandon` set (the run is stopping) ends a wait and prevents any further write."""
         deadline = deadline or time.monotonic() + 10 * LEASE_DURATION_S
         self._abandon = abandon or threading.Event()
+        delay = RETRY_FIRST_S
         while True:
             self._check_abandoned()
             try:
-                created = self.api.create_namespaced_lease(self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT)
-                self._won(created)
-                return
-            except ApiException as exc:
-                if exc.status in (401, 403):
-                    from manual_deploy.kube import api_message
+                if self._try_once(break_lock, confirm_break, deadline):
+                    return
+                delay = RETRY_FIRST_S
+            except ManualDeployError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - urllib3 or an ApiException 5xx: a blip before anything changed
+                from manual_deploy.kube import is_transient, network_reason
 
-                    raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
-                                  hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
-                                       "deploy needs (here: create leases.coordination.k8s.io)") from None
-                if exc.status != 409:
-                    raise OperationFailed(f"cannot create lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
-            try:
-                current = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue  # released between our create and our read: try again
-                raise OperationFailed(f"cannot read lock {self.namespace}/{self.name}: HTTP {exc.status} {exc.reason}") from None
-            holder = holder_of(current)
-            state = holder.state()
-            if state == "stale" and time.monotonic() < deadline:
-                self._wait_for_expiry(holder, deadline)
-                continue
-            if state == "live" or state == "stale":
-                if not break_lock:
-                    raise Refused(f"deploy lock {self.namespace}/{self.name} is held by {holder.describe()}",
-                                  hint="wait for that deploy to finish (`manual-deploy status --env <env>` shows that run); to take it over "
-                                       "from a run you know is dead or hung, re-run with --break-lock",
-                                  details={"lock_holder": holder.identity})
-                if confirm_break is not None:
-                    confirm_break(holder)
-            self._take_over(current, holder)
-            return
+                answered = bool(getattr(exc, "status", None))
+                words = network_reason(exc) if answered else f"cluster unreachable ({network_reason(exc)})"
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise OperationFailed(f"cannot take the deploy lock {self.namespace}/{self.name}: {words}",
+                                          hint="check the VPN and `manual-deploy doctor --env <env>`, then run it again") from None
+                self.say(f"{self.name}: {words}, retrying in {delay:.0f} s")
+                if self._abandon.wait(delay):
+                    self._check_abandoned()
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _try_once(self, break_lock: bool, confirm_break, deadline: float) -> bool:
+        """One look at the lock: True once it is ours, False to look again; raises a refusal."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            created = self.api.create_namespaced_lease(self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT)
+            self._won(created)
+            return True
+        except ApiException as exc:
+            if exc.status in (401, 403):
+                from manual_deploy.kube import api_message
+
+                raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
+                              hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
+                                   "deploy needs (here: create leases.coordination.k8s.io)") from None
+            if exc.status != 409:
+                raise
+        try:
+            current = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False  # released between our create and our read: try again
+            raise
+        holder = holder_of(current)
+        if self._is_ours(holder):  # a create whose answer was lost in a blip did write
+            self._won(current)
+            return True
+        state = holder.state()
+        if state == "stale" and time.monotonic() < deadline:
+            self._wait_for_expiry(holder, deadline)
+            return False
+        if state == "live" or state == "stale":
+            if not break_lock:
+                raise Refused(f"deploy lock {self.namespace}/{self.name} is held by {holder.describe()}",
+                              hint="wait for that deploy to finish (`manual-deploy status --env <env>` shows that run); to take it over "
+                                   "from a run you know is dead or hung, re-run with --break-lock",
+                              details={"lock_holder": holder.identity})
+            if confirm_break is not None:
+                confirm_break(holder)
+        self._take_over(current, holder)
+        return True
 
     def _check_abandoned(self) -> None:
         if self._abandon.is_set():

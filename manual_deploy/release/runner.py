@@ -103,7 +103,7 @@ class ReleaseTransaction:
     def kube_client(self):
         with self._kube_guard:  # the lock threads and a plan's drift check may ask at the same time
             if self._kube is None:
-                self._kube = api_client(self.target)
+                self._kube = api_client(self.target, retries=False)  # blips are retried here, each within its timeout
             return self._kube
 
     # the sequence --------------------------------------------------------------------------------
@@ -115,7 +115,8 @@ class ReleaseTransaction:
         releases. Someone to ask: only after they said yes, so a prompt left open blocks nobody.
         """
         prompt = (self.guard.confirm or self.guard.break_lock) and not self.guard.yes  # --break-lock asks whose lock it takes
-        locking = None if prompt else asyncio.create_task(self.locks.take(apps))
+        deadline = time.monotonic() + self.guard.timeout_s  # the lock's own retries of a network blip
+        locking = None if prompt else asyncio.create_task(self.locks.take(apps, deadline=deadline))
         try:
             try:
                 with self.phases("plan"):
@@ -127,7 +128,8 @@ class ReleaseTransaction:
             if prompt:
                 with self.phases("confirm"):
                     self.confirm(changes)
-                locking = asyncio.create_task(self.locks.take([c.app.name for c in changes if not c.unchanged]))
+                locking = asyncio.create_task(self.locks.take([c.app.name for c in changes if not c.unchanged],
+                                                              deadline=time.monotonic() + self.guard.timeout_s))
             with self.phases("lock"):
                 await locking
             self.locks.describe({c.app.name: f"{c.old_image} → {c.image_ref}" for c in changes if not c.unchanged})
