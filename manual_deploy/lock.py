@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
+from manual_deploy.processes import pid_alive
 from manual_deploy.timestamps import parse_time
 
 ANNOTATION_PREFIX = "manual-deploy.ebi-ait/"
@@ -88,7 +89,7 @@ class Holder:
     def state(self, now: datetime | None = None) -> str:
         """live | stale (stopped renewing, not yet expired) | expired | dead (this user@host, its PID gone)."""
         now = now or datetime.now(timezone.utc)
-        if self.user_host == holder_identity() and self.pid is not None and not process_alive(self.pid):
+        if self.user_host == holder_identity() and self.pid is not None and not pid_alive(self.pid):
             return "dead"
         if self.expires is not None and self.expires < now:
             return "expired"
@@ -120,21 +121,6 @@ class Holder:
         phase = f" in phase {self.phase}" if self.phase else ""
         gone = "died" if self.state(now) == "dead" else "stopped answering"
         return f"{self.identity}'s {self.command or 'deploy'}{why} {gone}{when}{phase}"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process of this machine still runs (a zombie does not: it only waits to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill(0) is the answer
 
 
 def holder_of(lease) -> Holder:

@@ -17,6 +17,8 @@ import threading
 
 STOP_GRACE_S = 5.0
 
+# A script on its own (python -I -S, nothing imported): it must run when our package cannot be imported,
+# so its `alive` repeats manual_deploy.processes.pid_alive on purpose.
 _WATCHDOG = r"""
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)

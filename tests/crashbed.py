@@ -8,6 +8,7 @@ answers). Failures are injected over its `/_emulator/failures` control path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,22 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bed import ROOT, clean_env, write_bed_config
+from helpers import wait_until
 
 NS = "prod-environment"
 TOKEN = "crash-bed-token-0123456789"
 MANUAL_DEPLOY = str(Path(sys.executable).parent / "manual-deploy")
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll (bounded) until `predicate()` is truthy; returns its value or raises naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @dataclass
@@ -145,11 +135,15 @@ class CrashBed:
         """Every request the apiserver got (method, path, …), oldest first."""
         return self._control("GET", "requests")["requests"]
 
-    def freeze(self) -> None:
+    @contextlib.contextmanager
+    def frozen(self, seconds: float):
+        """The apiserver stopped (SIGSTOP) for `seconds` after the block, then thawed whatever happens."""
         os.kill(self.kube_pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.kube_pid, signal.SIGCONT)
+        try:
+            yield
+            time.sleep(seconds)
+        finally:
+            os.kill(self.kube_pid, signal.SIGCONT)
 
     def helms(self) -> list[int]:
         """PIDs of live helm processes that talk to this bed (their environment names its kubeconfig)."""

@@ -43,3 +43,17 @@ def interrupt_when(args: list[str], ready, *, settle: float, before_signal=None,
             proc.kill()
             proc.wait(timeout=10)
     return proc.returncode, out, err
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll (bounded) until `predicate()` is truthy; returns its value or raises naming `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s (last: {value!r})")
+        time.sleep(interval)

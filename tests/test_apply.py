@@ -190,6 +190,28 @@ def test_lock_held_is_refused_and_break_lock_proceeds(cli, bed):
     assert audit.read()[-1]["lock_broken_from"] == "alice@laptop#42"
 
 
+def test_break_lock_on_a_live_run_asks_first_and_never_guesses_without_a_terminal(cli, bed):
+    """dev asks nothing for the env, but taking a live run's lock is asked for (here: no terminal → refused)."""
+    from kubernetes import client
+
+    _, _, coordination = bed.apps_api()
+    coordination.create_namespaced_lease("dev-environment", client.V1Lease(
+        metadata=client.V1ObjectMeta(name="manual-deploy-ingest-core", annotations={"manual-deploy.ebi-ait/reason": "INC-3"}),
+        spec=client.V1LeaseSpec(holder_identity="alice@laptop#42", lease_duration_seconds=30,
+                                acquire_time="2099-01-01T00:00:00.000001Z", renew_time="2099-01-01T00:00:00.000001Z"),
+    ))
+    publish(bed, "ingest-core", "ask1")
+
+    unasked = apply(cli, bed, "--app", "ingest-core", "--tag", "ask1", "--break-lock", env="dev")
+
+    assert unasked.code == 3, unasked.stderr
+    assert "alice@laptop#42 (INC-3)" in unasked.stderr and "needs confirmation" in unasked.stderr, unasked.stderr
+    assert "--break-lock --yes" in unasked.stderr
+    assert history(bed, "ingest-core", namespace="dev-environment", context="ingest-eks-dev") == []
+    lease = coordination.read_namespaced_lease("manual-deploy-ingest-core", "dev-environment")
+    assert lease.spec.holder_identity == "alice@laptop#42"
+
+
 def test_one_app_locked_by_someone_else_refuses_the_whole_apply(cli, bed):
     """Several apps: every lock is taken before anything is written, so a held lock on one app
     leaves the others untouched (and unlocked) instead of a half-done deploy."""

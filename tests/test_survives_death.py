@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crashbed import wait_until
+from helpers import wait_until
 
 BROKEN = ("--grace", "90s", "--timeout", "2m")  # as the drill: helm would wait minutes
 
@@ -170,11 +170,8 @@ def test_the_api_frozen_for_25_s_right_after_the_lock_is_taken_still_deploys(cra
     seen = len(bed.requests())
     run = bed.start(*apply_args("good2"))
     wait_until(lambda: lock_asked(bed, after=seen), 30, "the lock to be taken")
-    bed.freeze()
-    try:
-        time.sleep(25)
-    finally:
-        bed.thaw()
+    with bed.frozen(25):
+        pass
 
     assert run.finish(180) == 0, run.err
     assert_back_on(bed, new)
@@ -188,12 +185,8 @@ def test_the_api_frozen_when_the_run_starts_is_waited_for_within_the_timeout(cra
     live_release(bed, "good1")
     new = bed.publish("good2")
 
-    bed.freeze()
-    try:
+    with bed.frozen(25):
         run = bed.start(*apply_args("good2"))
-        time.sleep(25)
-    finally:
-        bed.thaw()
 
     assert run.finish(180) == 0, run.err
     assert "cluster unreachable" in run.err and "retrying in" in run.err, run.err
@@ -214,11 +207,8 @@ def test_the_api_frozen_for_25_s_during_the_rollout_still_deploys(tmp_path, regi
         run = bed.start(*apply_args("good2"))
         wait_until(lambda: any(r["method"] in ("PATCH", "PUT") and "/deployments/" in r["path"] for r in bed.requests()[seen:]),
                    60, "helm to write the Deployment")
-        bed.freeze()
-        try:
-            time.sleep(25)
-        finally:
-            bed.thaw()
+        with bed.frozen(25):
+            pass
 
         assert run.finish(180) == 0, run.err
         assert "cannot renew the deploy lock" in run.err, run.err  # it said so, and went on

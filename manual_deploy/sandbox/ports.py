@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from manual_deploy.processes import pid_alive  # noqa: F401 - the sandbox's supervisors ask it too
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -113,20 +115,3 @@ class BackgroundHTTPServer:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
