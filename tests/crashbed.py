@@ -210,3 +210,39 @@ def make_crash_bed(tmp: Path, registry, deploy_repo, helm: Path, *, pod_start_de
     config = write_bed_config(tmp / "config.yaml", registry_url=registry.url, deploy_url=deploy_repo.url, helm=helm)
     return proc, CrashBed(tmp=tmp, config=config, kubeconfig=Path(info["kubeconfig"]), url=info["url"], ca=ca,
                           kube_pid=proc.pid, helm=helm, registry_url=registry.url)
+
+
+# --- what the tests on this bed do and check -------------------------------------------------------
+
+BROKEN = ("--grace", "90s", "--timeout", "2m")  # as the issue's drill: helm would wait minutes
+
+
+def apply_args(tag: str, *extra: str) -> list[str]:
+    return ["apply", "--env", "prod", "--app", "ingest-core", "--tag", tag, "--yes", "--reason", "INC-7", *extra]
+
+
+def live_release(bed, tag: str) -> str:
+    """A first good deploy of `tag`; returns the image the chart runs."""
+    image = bed.publish(tag)
+    run = bed.run(*apply_args(tag))
+    assert run.proc.returncode == 0, run.err
+    return image
+
+
+def broken_rollout(bed, tag: str = "bad1", user: str = "alice", background: bool = False):
+    """A deploy of an image whose pods crash, started and left waiting in helm (pending-upgrade)."""
+    bed.publish(tag)
+    bed.fail(f"*:{tag}*", "CrashLoopBackOff")
+    run = bed.start(*apply_args(tag, *BROKEN), user=user, background=background)
+    wait_until(lambda: bed.history()[-1]["status"] == "pending-upgrade", 60, "helm to start the upgrade")
+    return run
+
+
+def lock_asked(bed, after: int) -> bool:
+    """The run asked for its lock (a Lease create) since the journal had `after` requests."""
+    return any(r["method"] == "POST" and r["path"].endswith("/leases") for r in bed.requests()[after:])
+
+
+def assert_back_on(bed, image: str) -> None:
+    assert bed.history()[-1]["status"] == "deployed", bed.history()
+    assert bed.running_image() == image

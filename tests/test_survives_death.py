@@ -13,41 +13,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from crashbed import BROKEN, apply_args, assert_back_on, broken_rollout, live_release, lock_asked
 from helpers import wait_until
-
-BROKEN = ("--grace", "90s", "--timeout", "2m")  # as the issue's drill: helm would wait minutes
-
-
-def apply_args(tag: str, *extra: str) -> list[str]:
-    return ["apply", "--env", "prod", "--app", "ingest-core", "--tag", tag, "--yes", "--reason", "INC-7", *extra]
-
-
-def live_release(bed, tag: str) -> str:
-    """A first good deploy of `tag`; returns the image the chart runs."""
-    image = bed.publish(tag)
-    run = bed.run(*apply_args(tag))
-    assert run.proc.returncode == 0, run.err
-    return image
-
-
-def broken_rollout(bed, tag: str = "bad1", user: str = "alice", background: bool = False):
-    """A deploy of an image whose pods crash, started and left waiting in helm (pending-upgrade)."""
-    bed.publish(tag)
-    bed.fail(f"*:{tag}*", "CrashLoopBackOff")
-    run = bed.start(*apply_args(tag, *BROKEN), user=user, background=background)
-    wait_until(lambda: bed.history()[-1]["status"] == "pending-upgrade", 60, "helm to start the upgrade")
-    return run
-
-
-def lock_asked(bed, after: int) -> bool:
-    """The run asked for its lock (a Lease create) since the journal had `after` requests."""
-    return any(r["method"] == "POST" and r["path"].endswith("/leases") for r in bed.requests()[after:])
-
-
-def assert_back_on(bed, image: str) -> None:
-    assert bed.history()[-1]["status"] == "deployed", bed.history()
-    assert bed.running_image() == image
-
 
 @pytest.mark.parametrize("signum, group, code, background", [
     (signal.SIGHUP, True, 129, False),  # the terminal was closed: the whole process group hears it
@@ -160,64 +127,6 @@ def test_a_colleagues_break_lock_recover_takes_over_a_live_pending_deploy(crash_
     assert bed.leases() == []
     bed.helm_gone(timeout=5)
     assert bed.audit()[-1]["result"] == "interrupted" and "taken over by bob@" in bed.audit()[-1]["message"]
-
-
-def test_the_api_frozen_for_25_s_right_after_the_lock_is_taken_still_deploys(crash_bed):
-    bed = crash_bed
-    live_release(bed, "good1")
-    new = bed.publish("good2")
-
-    seen = len(bed.requests())
-    run = bed.start(*apply_args("good2"))
-    wait_until(lambda: lock_asked(bed, after=seen), 30, "the lock to be taken")
-    with bed.frozen(25):
-        pass
-
-    assert run.finish(180) == 0, run.err
-    assert_back_on(bed, new)
-    assert bed.leases() == []
-    assert "cannot renew the deploy lock" in run.err, run.err  # it said so, and went on
-
-
-def test_the_api_frozen_when_the_run_starts_is_waited_for_within_the_timeout(crash_bed):
-    """Frozen before the first request: the plan's read and the lock are retried, saying so, until it answers."""
-    bed = crash_bed
-    live_release(bed, "good1")
-    new = bed.publish("good2")
-
-    with bed.frozen(25):
-        run = bed.start(*apply_args("good2"))
-
-    assert run.finish(180) == 0, run.err
-    assert "cluster unreachable" in run.err and "retrying in" in run.err, run.err
-    assert_back_on(bed, new)
-    assert bed.leases() == []
-
-
-@pytest.mark.parametrize("helm", ["helm3", "helm4"], indirect=True)
-def test_the_api_frozen_for_25_s_during_the_rollout_still_deploys(tmp_path, registry, deploy_repo, helm):
-    """Pods take 6 s to start, so the freeze lands while helm and the watch wait for the rollout."""
-    from crashbed import make_crash_bed, stop_emulator
-
-    proc, bed = make_crash_bed(tmp_path, registry, deploy_repo, helm, pod_start_delay=6)
-    try:
-        live_release(bed, "good1")
-        new = bed.publish("good2")
-        seen = len(bed.requests())
-        run = bed.start(*apply_args("good2"))
-        wait_until(lambda: any(r["method"] in ("PATCH", "PUT") and "/deployments/" in r["path"] for r in bed.requests()[seen:]),
-                   60, "helm to write the Deployment")
-        with bed.frozen(25):
-            pass
-
-        assert run.finish(180) == 0, run.err
-        assert "cannot renew the deploy lock" in run.err, run.err  # it said so, and went on
-        assert_back_on(bed, new)
-        assert bed.leases() == []
-        bed.helm_gone(timeout=5)
-    finally:
-        bed.close()
-        stop_emulator(proc)
 
 
 def test_sigterm_mid_rollback_goes_back_to_what_ran(crash_bed):

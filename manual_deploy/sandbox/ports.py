@@ -6,11 +6,9 @@ Everything binds 127.0.0.1 only, so a sandbox never exposes anything beyond this
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from manual_deploy.processes import pid_alive  # noqa: F401 - the sandbox's supervisors ask it too
