@@ -18,7 +18,7 @@ def steps(monkeypatch):
     """Wrap each step of the sequence so that it records its name, then does exactly what it did."""
     from manual_deploy import audit, lock, notify
     from manual_deploy.helm import HelmDriver
-    from manual_deploy.release import runner
+    from manual_deploy.release import operation, runner
 
     seen: list[str] = []
 
@@ -48,7 +48,7 @@ def steps(monkeypatch):
     recording(HelmDriver, "upgrade", "helm upgrade")
     recording(HelmDriver, "rollback", "helm rollback")
     recording(HelmDriver, "uninstall", "helm uninstall")
-    recording(runner.ReleaseTransaction, "_final_check", "final check")
+    recording(operation.WatchedHelm, "final_check", "final check")
     recording(runner.ReleaseTransaction, "undo", "undo")
     recording(runner.audit, "record", lambda entry, **kw: f"audit {entry['result']}")
     assert runner.audit is audit

@@ -25,19 +25,15 @@ from typing import Any, Awaitable, Callable
 
 from manual_deploy import audit, interrupts
 from manual_deploy.config import ResolvedApp
-from manual_deploy.durations import format_duration
-from manual_deploy.errors import Interrupted, ManualDeployError, OperationFailed, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error, network_failure
+from manual_deploy.errors import Interrupted, ManualDeployError, Refused
+from manual_deploy.helm import HelmDriver, Revision, find_helm
 from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
-from manual_deploy.release.speed import HELM_HEAD_START_S
-from manual_deploy.release.watch import lock_lost, stop, watch_helm
+from manual_deploy.release.operation import WatchedHelm
+from manual_deploy.release.undo import ReleaseUndo
 
 MAX_PARALLEL_APPS = 8
-FINAL_CHECK_S = 30.0
-RETRY_FIRST_S, RETRY_MAX_S = 2.0, 8.0  # backoff when the cluster does not answer: 2, 4, 8, 8 … s
-UNKNOWN = object()  # the release could not be read
 
 
 @dataclass(frozen=True)
@@ -86,6 +82,7 @@ class ReleaseTransaction:
         self.locks = LockSet(self.kube_client, target.namespace, run=self.run_info, break_lock=guard.break_lock,
                              yes=guard.yes, out=out)
         self.undone: dict[str, str] = {}  # app → what the undo after an interruption did
+        self.undoer = ReleaseUndo(self.helm, target.namespace, env=guard.env, timeout_s=guard.timeout_s, out=out)
         self._helm: HelmDriver | None = None
         self._kube = None
         self._kube_guard = threading.Lock()
@@ -204,7 +201,7 @@ class ReleaseTransaction:
                 with phases(step_name):
                     await step()
             with phases(f"{change.action}+verify"):
-                revision = await self._helm_under_watch(change)
+                revision = await WatchedHelm(self).run(change)
             result.new_revision = revision.number
             for step_name, step in change.after:
                 with phases(step_name):
@@ -227,220 +224,15 @@ class ReleaseTransaction:
             self._audit(change, result, lock)
         return result
 
-    async def _helm_under_watch(self, change: Change) -> Revision:
-        """Start helm, watch every resource of the release while it waits, stop and undo on a failure,
-        then check that every new pod runs the expected image. A signal stops helm and undoes what had
-        started; a lock taken over stops helm and leaves the release to its new owner."""
-        name = change.app.name
-        try:
-            revision, watch = await self._helm_with_retries(change)
-            self._still_ours(change)
-            try:
-                await self._final_check(change, watch)
-            except OperationFailed as exc:
-                self.out.error(f"{name}: {exc.message}; rolling back")
-                exc.message += f"; {await self.undo(change)}"
-                raise
-        except asyncio.CancelledError:
-            if self.locks.lost(name) is None:
-                self.out.warn(f"{name}: {interrupts.name()} received: stopping helm and undoing what had started")
-                self.undone[name] = await self.undo_if_started(change)
-            raise
-        if not isinstance(revision, Revision):  # helm rollback reports nothing; upgrade reports the revision
-            revision = await self.helm().current(change.app.release, self.target.namespace)
-        if revision is None:
-            raise OperationFailed(f"{name}: helm reported success but the release is gone")
-        return revision
-
-    async def _helm_with_retries(self, change: Change):
-        """helm's operation under the watch; (its result, the watch). A network failure that left the
-        release as it was is retried with backoff within --timeout; one after helm started changing it
-        is undone as soon as the cluster answers again."""
-        from manual_deploy.readiness.watch import ReleaseWatch
-
-        helm, ns, name = self.helm(), self.target.namespace, change.app.name
-        deadline = time.monotonic() + self.guard.timeout_s
-        delay = RETRY_FIRST_S
-        while True:
-            operation = asyncio.create_task(change.start(helm))
-            try:
-                # helm first: while it renders and writes the release, the API server and helm have the CPU to
-                # themselves; the watch's first look is due a second later anyway.
-                await asyncio.wait({operation}, timeout=HELM_HEAD_START_S)
-                watch = ReleaseWatch(self.kube_client(), ns, change.app.release,
-                                     after_revision=change.old.number if change.old else None, grace_s=self.guard.grace_s)
-                failure = await watch_helm(operation, watch, self.out, name, lost=lambda: self.locks.lost(name))
-            except BaseException:
-                await stop(operation)
-                raise
-            if failure is not None:
-                raise await self._rollout_failed(change, failure)
-            try:
-                return operation.result(), watch
-            except Exception as exc:  # noqa: BLE001 - pyhelm3 errors
-                blip = network_failure(exc)
-                if blip is None:
-                    raise await self._helm_failed(change, exc, watch) from None
-                current = await self._when_reachable(change, deadline, blip)
-                if not self._changed(change, current) and time.monotonic() + delay < deadline:
-                    self.out.warn(f"{name}: {blip} before anything changed; retrying in {delay:.0f} s")
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
-                    continue
-                if not self._changed(change, current):
-                    raise OperationFailed(f"{name}: helm {change.action} failed: {blip}; nothing was changed",
-                                          hint=f"check the VPN and `manual-deploy doctor --env {self.guard.env}`, then `{change.rerun}`")
-                back = await self.undo(change)
-                raise OperationFailed(f"{name}: helm {change.action} failed midway: {blip}; once the cluster answered again: {back}",
-                                      hint=f"check the VPN and `manual-deploy doctor --env {self.guard.env}`, then `{change.rerun}`")
-
-    async def _rollout_failed(self, change: Change, failure) -> OperationFailed:
-        from manual_deploy.readiness.advice import remedy
-
-        name, ns = change.app.name, self.target.namespace
-        self.out.error(f"{name}: rollout failed, stopping helm and rolling back")
-        self.out.info(failure.report())
-        back = await self.undo(change)
-        # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
-        words = failure.message if failure.kind == "Pod" and failure.message else failure.summary
-        state = f" ({words})" if words else ""
-        fix = remedy(failure, ns)
-        return OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.guard.grace_s)}{state}; "
-                               f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
-
-    async def _helm_failed(self, change: Change, exc: Exception, watch) -> OperationFailed:
-        """helm gave up (its --timeout, or it was killed): say what it waited for; undo what it left half-done."""
-        name = change.app.name
-        current = await self._read_current(change)
-        back = await self._describe_release(change)
-        error = helm_error(exc, f"{name}: helm {change.action} failed ({back})")
-        if current is not UNKNOWN and self._changed(change, current) and not self._helm_undid(change, current):
-            error.message += f"; {await self.undo(change)}"  # helm died, or its own rollback failed too
-        seen = watch.waited_for()
-        if seen:
-            error.message += f"\nnot ready when helm gave up:\n{_indent(seen)}"
-        error.hint = (f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`; "
-                      f"fix the cause named above, or give it longer with --timeout, then try again")
-        return error
-
-    def _still_ours(self, change: Change) -> None:
-        holder = self.locks.lost(change.app.name)
-        if holder is not None:
-            raise lock_lost(change.app.name, holder, self.guard.env)
-
-    async def _when_reachable(self, change: Change, deadline: float, blip: str):
-        """The release as the cluster has it, asked again (with backoff) until the cluster answers or the
-        deadline passes; UNKNOWN then."""
-        try:
-            return await self.read_retrying(lambda: self.helm().current(change.app.release, self.target.namespace),
-                                            change.app.name, deadline=deadline, blip=blip)
-        except Exception:  # noqa: BLE001 - pyhelm3 errors: the cluster never answered, or answered something else
-            return UNKNOWN
-
-    async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, *, deadline: float | None = None,
-                            blip: str | None = None):
-        """A read through helm, asked again with backoff within --timeout while the network fails (a VPN
-        blip, a frozen apiserver); any other failure, or the last one, is raised."""
-        deadline = deadline or time.monotonic() + self.guard.timeout_s
-        delay = RETRY_FIRST_S
-        if blip is not None:
-            self.out.warn(f"  {what}: {blip}; asking the cluster again until it answers")
-        while True:
-            try:
-                return await read()
-            except Exception as exc:  # noqa: BLE001 - pyhelm3 errors
-                blip = network_failure(exc)
-                if blip is None or time.monotonic() + delay >= deadline:
-                    raise
-            self.out.warn(f"  {what}: {blip}, retrying in {delay:.0f} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-
-    async def _read_current(self, change: Change):
-        try:
-            return await self.helm().current(change.app.release, self.target.namespace)
-        except Exception:  # noqa: BLE001 - only decides whether to undo
-            return UNKNOWN
-
-    @staticmethod
-    def _changed(change: Change, current) -> bool:
-        """Whether the release differs from what the plan saw (UNKNOWN: assume it does)."""
-        if current is UNKNOWN:
-            return True
-        old = change.old
-        if current is None or old is None:
-            return (current is None) != (old is None)
-        return (current.number, current.status) != (old.number, old.status)
-
-    @staticmethod
-    def _helm_undid(change: Change, current) -> bool:
-        """helm's own atomic undo brought the old revision back (a new `Rollback to N`, deployed)."""
-        old = change.old.number if change.old else None
-        return bool(current and old and current.number > old and current.status == "deployed"
-                    and current.description.lower().startswith("rollback") and change.undo_to is None)
-
-    async def undo_if_started(self, change: Change) -> str:
-        """After a signal: undo what this run had started, or say that nothing had changed."""
-        current = await self._read_current(change)
-        if current is not UNKNOWN and not self._changed(change, current):
-            return "nothing had changed"
-        return await self.undo(change)
-
-    async def _final_check(self, change: Change, watch) -> None:
-        """helm says ready; prove every resource is ready and every new pod runs the expected image."""
-        deadline = time.monotonic() + FINAL_CHECK_S
-        while True:
-            self._still_ours(change)
-            look = await asyncio.to_thread(watch.check)
-            if look.all_ready or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        name = change.app.name
-        status = f"see what runs now: `manual-deploy status --env {self.guard.env} --app {name}`"
-        if not look.all_ready:
-            raise OperationFailed(f"{name}: helm reported success but it is still {watch.progress()}", hint=status)
-        wrong = watch.images_live(change.expected_image)
-        if wrong:
-            raise OperationFailed(f"{name}: pods not running {change.expected_image}: {'; '.join(wrong)}", hint=status)
-        rolled = "; ".join(f"deployment {s.name} {s.summary}" for s in look.states if s.kind == "Deployment")
-        self.out.success(f"{name}: {rolled or watch.progress()}, all on {change.expected_image}")
-
     async def undo(self, change: Change) -> str:
-        """Make what ran before live again; the tail of the failure's message. Never raises: the failure
-        that made us undo stays the message, with the undo's own failure and where to look added to it."""
-        try:
-            return await self._undo(change)
-        except Exception as exc:  # noqa: BLE001 - pyhelm3 errors: cluster unreachable, auth, timeout
-            why = helm_error(exc, "rolling back failed too").message
-            return f"{why}; see what runs now: `manual-deploy status --env {self.guard.env} --app {change.app.name}`"
-
-    async def _undo(self, change: Change) -> str:
-        helm, ns, release = self.helm(), self.target.namespace, change.app.release
-        current = await helm.current(release, ns)
-        old = change.old.number if change.old else None
-        if self._helm_undid(change, current):
-            return f"rolled back: revision {current.number} is live again with {change.old_image}"  # helm's own atomic undo
-        if old is None:
-            await helm.uninstall(release, ns, timeout_s=120)
-            return "the first install was removed again; nothing of it is left"
-        previous = change.undo_to or await self.last_good(release, before=old + 1) or old  # never the revision this run made
-        await helm.rollback(release, ns, previous, timeout_s=min(self.guard.timeout_s, 300))
-        now = await helm.current(release, ns)
-        return f"rolled back to revision {previous}: revision {now.number if now else '?'} is live again with {change.old_image}"
+        """Make what ran before live again (see `ReleaseUndo.undo`)."""
+        return await self.undoer.undo(change)
 
     async def last_good(self, release: str, before: int | None = None) -> int | None:
-        history = await self.helm().history(release, self.target.namespace)
-        good = [r.number for r in history if r.status in ("deployed", "superseded") and (before is None or r.number < before)]
-        return max(good) if good else None
+        return await self.undoer.last_good(release, before)
 
-    async def _describe_release(self, change: Change) -> str:
-        try:
-            current = await self.helm().current(change.app.release, self.target.namespace)
-        except Exception:  # noqa: BLE001 - only a description of the failure
-            return "release state unknown"
-        if current is None:
-            return "nothing installed"
-        return f"release now at revision {current.number}, {current.status}: {current.description}"
+    async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, **kwargs):
+        return await self.undoer.read_retrying(read, what, **kwargs)
 
     def _audit(self, change: Change, result: AppResult, lock) -> None:
         """One line per app: what changed and, for GitLab's deployment record, which commit and tag it was."""
@@ -464,10 +256,6 @@ class ReleaseTransaction:
         for row in results:
             if row.get("app") in notes:
                 row["gitlab"] = notes[row["app"]]
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines())
 
 
 def confirm_env(env: str, needs_confirmation: bool, yes: bool, out, context: str, action: str = "deploy to") -> None:
