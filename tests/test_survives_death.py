@@ -149,3 +149,27 @@ def test_sigterm_mid_rollback_goes_back_to_what_ran(crash_bed):
     bed.helm_gone(timeout=5)
     record = bed.audit()[-1]
     assert record["command"] == "rollback" and record["result"] == "interrupted", record
+
+
+def test_sigterm_mid_promote_leaves_prod_on_what_ran(crash_bed):
+    """promote goes through apply's path: staging's healthy image crashes in prod (its pods there are new),
+    and a SIGTERM while prod waits on them leaves prod's previous image deployed and the lock free."""
+    bed = crash_bed
+    good = live_release(bed, "good1")
+    bed.publish("stg1")
+    staged = bed.run("apply", "--env", "staging", "--app", "ingest-core", "--tag", "stg1", "--yes")
+    assert staged.proc.returncode == 0, staged.err
+    bed.fail("*:stg1*", "CrashLoopBackOff")  # from now on: staging's running pods are fine, new ones crash
+
+    run = bed.start("promote", "--from", "staging", "--to", "prod", "--app", "ingest-core", "--yes", "--reason", "INC-9",
+                    *BROKEN)
+    wait_until(lambda: bed.history()[-1]["status"] == "pending-upgrade", 60, "helm to start prod's upgrade")
+    time.sleep(1)
+    run.signal(signal.SIGTERM)
+
+    assert run.finish(60) == 143, run.err
+    assert bed.leases() == []
+    assert_back_on(bed, good)
+    bed.helm_gone(timeout=5)
+    record = bed.audit()[-1]
+    assert record["command"] == "promote" and record["result"] == "interrupted", record
