@@ -191,10 +191,6 @@ class DeployLock:
     def identity(self) -> str:
         return self.run.identity
 
-    @property
-    def broken(self) -> Holder | None:  # the audit record's name for it
-        return self.taken_from
-
     def _body(self, resource_version: str | None = None):
         from kubernetes import client
 

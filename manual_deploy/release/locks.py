@@ -23,7 +23,6 @@ class LockSet:
         self.kube_client, self.namespace, self.run = kube_client, namespace, run
         self.break_lock, self.yes, self.out = break_lock, yes, out
         self.held: dict = {}
-        self.images: dict[str, str] = {}  # app → "old → new", for whoever reads the lock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
@@ -47,7 +46,6 @@ class LockSet:
 
     def describe(self, images: dict[str, str]) -> None:
         """What each app's run changes (`old → new`), for whoever reads its lock."""
-        self.images.update(images)
         for app, image in images.items():
             if app in self.held:
                 self.held[app].image = image
@@ -58,8 +56,7 @@ class LockSet:
         from manual_deploy.lock import DeployLock
 
         def take_one(app: str):
-            lock = DeployLock(self.kube_client(), self.namespace, app, run=self.run, image=self.images.get(app, ""),
-                              say=self.out.info)
+            lock = DeployLock(self.kube_client(), self.namespace, app, run=self.run, say=self.out.info)
             self.held[app] = lock
             lock.acquire(break_lock=self.break_lock, confirm_break=self._confirm_break, deadline=deadline, abandon=self._stop)
             return lock

@@ -244,7 +244,7 @@ class ReleaseTransaction:
             "commit": change.record.get("commit") or (audit.commit_of(change.app.name, ref) if ref else None),
             "old_revision": result.old_revision, "new_revision": result.new_revision, "result": result.result,
             "message": result.message, "timings": result.timings,
-            "lock_broken_from": lock.broken.identity if lock.broken else None,
+            "lock_broken_from": lock.taken_from.identity if lock.taken_from else None,
         }
         self.audited.append(audit.record(entry))
 
