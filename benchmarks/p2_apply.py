@@ -74,8 +74,8 @@ def run(runs: int = 5) -> Result:
         # unchanged: bring the release to p2a with apply, then re-apply the same tag ("no change").
         # The raw side re-runs the same values against a second, identical emulated cluster: on the shared
         # one its upgrade would record a release without apply's config SHA, and apply would redeploy.
-        from manual_deploy.sandbox.kube import KubeEmulator
-        from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+        from manual_deploy_sandbox.kube import KubeEmulator
+        from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
         bed.apply([APP], "p2a")
         kube2 = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.2, progress_deadline=2.0).start()

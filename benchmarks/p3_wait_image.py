@@ -50,9 +50,9 @@ def one_wait(env, config, quay, proxy, tag: str, phases, timeout: float = 300) -
 
 
 def run(runs: int = 5, long: bool = True) -> Result:
-    from manual_deploy.sandbox.faults import FaultProxy
-    from manual_deploy.sandbox.quay import QuayStandIn
-    from manual_deploy.sandbox.registry import start_registry
+    from manual_deploy_sandbox.faults import FaultProxy
+    from manual_deploy_sandbox.quay import QuayStandIn
+    from manual_deploy_sandbox.registry import start_registry
 
     result = Result("P3")
     with scratch("p3") as tmp:

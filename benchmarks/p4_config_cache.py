@@ -21,7 +21,7 @@ COMMITS = 2000
 
 def run(runs: int = 7) -> Result:
     from manual_deploy import deployconfig
-    from manual_deploy.sandbox.deployrepo import add_history, make_deploy_repo
+    from manual_deploy_sandbox.deployrepo import add_history, make_deploy_repo
 
     result = Result("P4")
     with scratch("p4") as tmp:

@@ -100,7 +100,7 @@ app.command("status", help=status_cmd.HELP, epilog=EXIT_CODES_HELP)(status_cmd.c
 app.command("history", help=history_cmd.HELP, epilog=EXIT_CODES_HELP)(history_cmd.command)
 app.command("doctor", help=doctor_cmd.HELP, epilog=EXIT_CODES_HELP)(doctor_cmd.command)
 app.command("gitlab-sync", help=gitlab_sync_cmd.HELP, epilog=EXIT_CODES_HELP)(gitlab_sync_cmd.command)
-app.add_typer(sandbox_cmd.sandbox_app, name="sandbox")
+app.command("sandbox", help=sandbox_cmd.HELP, context_settings=sandbox_cmd.CONTEXT, add_help_option=False)(sandbox_cmd.command)
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose"}

@@ -89,7 +89,7 @@ RELEASE_NOT_FOUND = "Error: release: not found"  # helm 3.17 and helm 4.1 word i
 
 def publish(bed: Bed, app: str, tag: str) -> str:
     """Put an image for `app:tag` in the bed's registry, as quay's build would; returns its digest."""
-    from manual_deploy.sandbox.registry import publish_image
+    from manual_deploy_sandbox.registry import publish_image
 
     return publish_image(bed.registry.url, f"ebi-ait/{app}", tag)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from manual_deploy.cli import main
-from manual_deploy.sandbox.gitrepos import AppRepo, make_app_repo
+from manual_deploy_sandbox.gitrepos import AppRepo, make_app_repo
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def app_repo(tmp_path) -> AppRepo:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """The real Debian docker-registry on 127.0.0.1, one per test module."""
-    from manual_deploy.sandbox.registry import start_registry
+    from manual_deploy_sandbox.registry import start_registry
 
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
@@ -69,7 +69,7 @@ def registry(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deploy_repo(tmp_path_factory):
     """An ingest-kube-deployment fixture repo (bare remote with master and dev)."""
-    from manual_deploy.sandbox.deployrepo import make_deploy_repo
+    from manual_deploy_sandbox.deployrepo import make_deploy_repo
 
     return make_deploy_repo(tmp_path_factory.mktemp("deploy-config"))
 
@@ -86,8 +86,8 @@ def helm(request):
 def bed(tmp_path, registry, deploy_repo, monkeypatch, request):
     """Registry + deploy-config repo + emulated cluster + kubeconfig + config file; helm 3 unless `helm` is used."""
     from bed import EXEC_TOKEN_KEY, HELMS, KUBE_TOKEN, Bed, write_bed_config
-    from manual_deploy.sandbox.kube import KubeEmulator
-    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+    from manual_deploy_sandbox.kube import KubeEmulator
+    from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
     helm = request.getfixturevalue("helm") if "helm" in request.fixturenames else HELMS["helm3"]
     monkeypatch.setenv("MANUAL_DEPLOY_CACHE_DIR", str(tmp_path / "cache"))

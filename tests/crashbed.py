@@ -1,7 +1,7 @@
 """A deploy bed for killing deploys: the emulated apiserver in a process of its own, so it can be frozen.
 
 Everything is real (helm, the registry, git, the manual-deploy processes and the signals sent to them)
-except the kube-apiserver, the one stand-in; here it runs as `python -m manual_deploy.sandbox.kube`
+except the kube-apiserver, the one stand-in; here it runs as `python -m manual_deploy_sandbox.kube`
 over HTTPS, so SIGSTOP can freeze it the way a dropped VPN freezes a real one (TCP connects, TLS never
 answers). Failures are injected over its `/_emulator/failures` control path.
 """
@@ -61,7 +61,7 @@ class CrashBed:
 
     def publish(self, tag: str, app: str = "ingest-core") -> str:
         """An image `app:tag` in the registry, as quay's build would push it; its reference as the chart gets it."""
-        from manual_deploy.sandbox.registry import publish_image
+        from manual_deploy_sandbox.registry import publish_image
 
         digest = publish_image(self.registry_url, f"ebi-ait/{app}", tag)
         return f"{self.registry_url.split('://', 1)[1]}/ebi-ait/{app}:{tag}@{digest}"
@@ -182,7 +182,7 @@ class CrashBed:
 
 def start_emulator(tmp: Path, *, pod_start_delay: float = 0.2) -> tuple[subprocess.Popen, dict]:
     kubeconfig, ready = tmp / "kubeconfig", tmp / "kube-ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "manual_deploy.sandbox.kube", "--kubeconfig", str(kubeconfig),
+    proc = subprocess.Popen([sys.executable, "-m", "manual_deploy_sandbox.kube", "--kubeconfig", str(kubeconfig),
                              "--token", TOKEN, "--ready-file", str(ready), "--pod-start-delay", str(pod_start_delay)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def tags(repo_path: Path) -> dict[str, str]:
     """{tag name: commit it peels to} in a local repo or bare remote."""
-    from manual_deploy.sandbox.gitrepos import git
+    from manual_deploy_sandbox.gitrepos import git
 
     out = git(repo_path, "for-each-ref", "refs/tags/", "--format=%(refname:strip=2) %(*objectname) %(objectname)")
     result = {}

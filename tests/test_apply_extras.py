@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bed import KUBE_TOKEN, NS, apply, history, publish
-from manual_deploy.sandbox.webhook import WebhookSink
+from manual_deploy_sandbox.webhook import WebhookSink
 
 
 @pytest.fixture

@@ -236,9 +236,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, registry, deploy_repo):
-    from manual_deploy.sandbox.gitrepos import make_app_repo
-    from manual_deploy.sandbox.kube import KubeEmulator
-    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+    from manual_deploy_sandbox.gitrepos import make_app_repo
+    from manual_deploy_sandbox.kube import KubeEmulator
+    from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
     root = tmp_path_factory.mktemp("world")
     kube = KubeEmulator(token=KUBE_TOKEN, pod_start_delay=0.05, progress_deadline=2.0).start()

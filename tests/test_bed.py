@@ -15,9 +15,9 @@ import yaml
 from kubernetes import client, config
 
 from bed import HELMS
-from manual_deploy.sandbox.deployrepo import make_deploy_repo
-from manual_deploy.sandbox.kube import KubeEmulator
-from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.deployrepo import make_deploy_repo
+from manual_deploy_sandbox.kube import KubeEmulator
+from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
 NS = "prod-environment"
 

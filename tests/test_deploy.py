@@ -5,7 +5,7 @@ from __future__ import annotations
 from bed import NS, history, write_bed_config
 from manual_deploy import audit
 from helpers import tags
-from manual_deploy.sandbox.quay import QuayStandIn
+from manual_deploy_sandbox.quay import QuayStandIn
 
 FAIL = [("waiting", 0.2), ("building", 0.3), ("error", 0)]
 

@@ -7,7 +7,7 @@ import pytest
 from manual_deploy import deployconfig
 from manual_deploy.apply import gitlab_slug
 from manual_deploy.errors import OperationFailed, Refused, UsageError
-from manual_deploy.sandbox.deployrepo import make_deploy_repo
+from manual_deploy_sandbox.deployrepo import make_deploy_repo
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_checkout_reads_replicas_and_environment_per_branch(deploy_repo):
 
 def test_shallow_and_cached_then_fetches_new_commits(deploy_repo):
     first = deployconfig.checkout(deploy_repo.url, "master")
-    from manual_deploy.sandbox.gitrepos import git
+    from manual_deploy_sandbox.gitrepos import git
 
     assert git(first.path, "rev-parse", "--is-shallow-repository") == "true"
     new_sha = deploy_repo.set_replicas("prod", "INGEST_CORE_REPLICAS", 3)

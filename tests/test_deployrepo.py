@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from manual_deploy.sandbox.deployrepo import (
+from manual_deploy_sandbox.deployrepo import (
     AWS_STS_LINE,
     DEFAULT_REPLICAS,
     DEV_ONLY_COMMENT,
@@ -26,7 +26,7 @@ from manual_deploy.sandbox.deployrepo import (
     secrets_of,
     service_of,
 )
-from manual_deploy.sandbox.gitrepos import git
+from manual_deploy_sandbox.gitrepos import git
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T = 30  # seconds: timeout for every subprocess the tests run themselves

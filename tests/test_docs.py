@@ -202,7 +202,13 @@ def _params(kind: str) -> list:
 
 
 def _group():
-    return typer.main.get_command(manual_deploy.cli.app)
+    """The CLI as a user with the sandbox distribution installed sees it: the `sandbox` slot resolved."""
+    from manual_deploy.commands.sandbox import installed_app
+
+    group = typer.main.get_command(manual_deploy.cli.app)
+    group.commands["sandbox"] = typer.main.get_group(installed_app())
+    group.commands["sandbox"].name = "sandbox"
+    return group
 
 
 def _is_group(command) -> bool:

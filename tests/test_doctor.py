@@ -12,7 +12,7 @@ import pytest
 from bed import HELMS, KUBE_TOKEN, write_bed_config
 from manual_deploy import doctor
 from manual_deploy.config import parse_config
-from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
 ENVS = ("dev", "staging", "prod")
 SECRETS = {"QUAY_TOKEN": "fake-token-value-123", "QUAY_USERNAME": "ebi-ait+robot", "QUAY_PASSWORD": "fake-password-value-456"}

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from bed import NS, apply, history, publish, writes
-from manual_deploy.sandbox.kube.exec_plugin import V1ALPHA1
-from manual_deploy.sandbox.kube.kubeconfig import exec_user, ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube.exec_plugin import V1ALPHA1
+from manual_deploy_sandbox.kube.kubeconfig import exec_user, ingest_contexts, write_kubeconfig
 
 SSO_EXPIRED = "Error when retrieving token from sso: Token has expired and refresh failed"
 

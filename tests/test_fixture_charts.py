@@ -4,7 +4,7 @@ The bed (tests/conftest.py) deploys four apps whose charts need nothing but a na
 lists all eleven fixture apps, as configs/ingest.yaml does, so the broker's claim, Secret env, Secret
 volume and liveness probe and the UI's readiness probe go through the real helm and the emulated cluster.
 What the charts reference is seeded the way the sandbox does it: each chart rendered for prod with the
-real helm, read by `manual_deploy.sandbox.prerequisites`, and created with dummy values.
+real helm, read by `manual_deploy_sandbox.prerequisites`, and created with dummy values.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from bed import NS, history, write_bed_config
-from manual_deploy.sandbox import prerequisites
-from manual_deploy.sandbox.deployrepo import (
+from manual_deploy_sandbox import prerequisites
+from manual_deploy_sandbox.deployrepo import (
     DEFAULT_REPLICAS,
     FASTQ_VALIDATOR_IMAGES,
     INGEST_APPS,
@@ -25,7 +25,7 @@ from manual_deploy.sandbox.deployrepo import (
     replicas_var,
     secrets_of,
 )
-from manual_deploy.sandbox.registry import publish_image
+from manual_deploy_sandbox.registry import publish_image
 
 TAG = "fx1"
 CLAIM, STORAGE_CLASS = claim_of("ingest-broker")

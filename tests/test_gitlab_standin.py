@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from manual_deploy.sandbox.gitlab import GitLabStandIn, follow_outage_marker
-from manual_deploy.sandbox.gitrepos import git, make_app_repo
+from manual_deploy_sandbox.gitlab import GitLabStandIn, follow_outage_marker
+from manual_deploy_sandbox.gitrepos import git, make_app_repo
 
 T = 5  # seconds: timeout for every request
 TOKEN, REPORTER = "glpat-deployer", "glpat-reporter"

@@ -1,7 +1,7 @@
 """`manual-deploy gitlab-sync`, and apply's own record in GitLab, on the bed.
 
 Real deploys (real helm, registry, git; the emulated apiserver) write the audit log; GitLab is the
-stand-in in `manual_deploy/sandbox/gitlab.py` (no GitLab can run here), whose copy of the app's
+stand-in in `sandbox/manual_deploy_sandbox/gitlab.py` (no GitLab can run here), whose copy of the app's
 repository is the app's real bare remote, so SHAs and tags are checked by real git.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from bed import publish, write_bed_config
 from manual_deploy import audit
-from manual_deploy.sandbox.gitlab import GitLabStandIn
+from manual_deploy_sandbox.gitlab import GitLabStandIn
 
 TOKEN = "glpat-sandbox-0123456789abcdef"
 PROJECT = "hca/ingest-core"
@@ -124,7 +124,7 @@ def test_a_lost_answer_is_found_in_gitlab_not_posted_twice(cli, bed, app_repo, g
 def test_a_commit_gitlab_does_not_have_yet_is_kept_with_every_newer_record(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
     """GitLab's copy of the repository is a mirror that has not caught up: the record waits, and so does the
     newer one behind it (posting it first would leave the page on the older deploy)."""
-    from manual_deploy.sandbox.gitrepos import git
+    from manual_deploy_sandbox.gitrepos import git
 
     monkeypatch.chdir(app_repo.checkout)
     mirror = tmp_path / "mirror.git"
@@ -252,7 +252,7 @@ def test_an_image_tagged_with_a_short_sha_is_recorded_with_the_full_one(cli, bed
 def test_apply_of_several_apps_says_each_apps_own_reason(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
     """ingest-core's record goes in; GitLab has no project for ingest-exporter, and its copy of ingest-archiver
     (an empty repository) has no such tag: each warning names its own app's reason and next step."""
-    from manual_deploy.sandbox.gitrepos import git
+    from manual_deploy_sandbox.gitrepos import git
 
     empty = tmp_path / "archiver.git"
     git(tmp_path, "init", "-q", "--bare", str(empty))

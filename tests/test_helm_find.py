@@ -8,7 +8,7 @@ import pytest
 
 from manual_deploy.errors import UsageError
 from manual_deploy.helm import find_helm
-from manual_deploy.sandbox.helmbin import HELM_WHEELS, helm_version
+from manual_deploy_sandbox.helmbin import HELM_WHEELS, helm_version
 
 TOOLS = Path(__file__).resolve().parent.parent / ".tools"
 

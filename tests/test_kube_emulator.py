@@ -2,7 +2,7 @@
 
 One emulator serves the whole module (HTTPS, with a bearer token); each test works in its own
 namespace. Helm tests need the binaries: $MANUAL_DEPLOY_HELM3 / $MANUAL_DEPLOY_HELM4, else
-.tools/helm3 / .tools/helm4 (`python -m manual_deploy.sandbox.helmbin .tools`).
+.tools/helm3 / .tools/helm4 (`python -m manual_deploy_sandbox.helmbin .tools`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from manual_deploy.sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "sandbox-token-7f3a"
@@ -442,7 +442,7 @@ def test_failure_injection_over_http(kube, http, apps, core, ns):
 
 def test_standalone_process_serves_until_sigterm(tmp_path):
     kubeconfig, ready = tmp_path / "kubeconfig", tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "manual_deploy.sandbox.kube", "--kubeconfig", str(kubeconfig),
+    proc = subprocess.Popen([sys.executable, "-m", "manual_deploy_sandbox.kube", "--kubeconfig", str(kubeconfig),
                              "--token", "proc-token", "--ready-file", str(ready)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -521,7 +521,7 @@ def helm_binary(major: int) -> Path:
     candidate = Path(env) if env else REPO / ".tools" / f"helm{major}"
     if not (candidate.is_file() and os.access(candidate, os.X_OK)):
         pytest.skip(f"helm {major} not found: set MANUAL_DEPLOY_HELM{major} or run "
-                    f"`python -m manual_deploy.sandbox.helmbin .tools` (looked at {candidate})")
+                    f"`python -m manual_deploy_sandbox.helmbin .tools` (looked at {candidate})")
     return candidate
 
 

@@ -20,9 +20,9 @@ import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from manual_deploy.sandbox.kube import KubeEmulator, exec_user, ingest_contexts, write_kubeconfig
-from manual_deploy.sandbox.kube import auth, exec_plugin
-from manual_deploy.sandbox.kube.exec_plugin import LOG_ENV, V1, V1ALPHA1, V1BETA1
+from manual_deploy_sandbox.kube import KubeEmulator, exec_user, ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube import auth, exec_plugin
+from manual_deploy_sandbox.kube.exec_plugin import LOG_ENV, V1, V1ALPHA1, V1BETA1
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN, KEY = "static-admin-token", "sandbox-hmac-key-3c9d"
@@ -92,7 +92,7 @@ def helm_binary(major: int) -> Path:
     candidate = Path(env) if env else REPO / ".tools" / f"helm{major}"
     if not (candidate.is_file() and os.access(candidate, os.X_OK)):
         pytest.skip(f"helm {major} not found: set MANUAL_DEPLOY_HELM{major} or run "
-                    f"`python -m manual_deploy.sandbox.helmbin .tools` (looked at {candidate})")
+                    f"`python -m manual_deploy_sandbox.helmbin .tools` (looked at {candidate})")
     return candidate
 
 
@@ -140,7 +140,7 @@ def test_plugin_prints_an_exec_credential_in_the_requested_api_version(capsys):
 ])
 def test_plugin_fails_in_the_aws_cli_words(mode, stderr):
     env = {**os.environ, exec_plugin.KEY_ENV: KEY, exec_plugin.MODE_ENV: mode, "AWS_PROFILE": "ingest-typo"}
-    proc = subprocess.run([sys.executable, "-m", "manual_deploy.sandbox.kube.exec_plugin", "--cluster-name", CONTEXT],
+    proc = subprocess.run([sys.executable, "-m", "manual_deploy_sandbox.kube.exec_plugin", "--cluster-name", CONTEXT],
                           capture_output=True, text=True, timeout=30, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (255, "", stderr)
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from manual_deploy.sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = "ingest-eks-prod"

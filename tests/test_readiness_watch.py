@@ -19,8 +19,8 @@ from kubernetes import config as kconfig
 
 from bed import HELMS
 from manual_deploy.readiness import ReleaseWatch
-from manual_deploy.sandbox.kube import KubeEmulator
-from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube import KubeEmulator
+from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
 NS = "prod-environment"
 TOKEN = "readiness-token-0123456789"

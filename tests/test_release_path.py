@@ -130,7 +130,7 @@ def test_a_pod_that_does_not_fit_fails_with_the_schedulers_words(cli, bed, helm,
 
 
 def test_a_readiness_probe_that_never_passes_fails_with_the_probes_message(cli, bed, helm, deploy_repo):
-    from manual_deploy.sandbox.kube import READINESS_PROBE_FAILED
+    from manual_deploy_sandbox.kube import READINESS_PROBE_FAILED
 
     chart(deploy_repo, container=PROBE)
     first_good_revision(cli, bed, "probe-good")
@@ -166,7 +166,7 @@ def test_a_missing_secret_key_fails_with_the_kubelets_words(cli, bed, helm, depl
 
 
 def test_a_volume_that_cannot_attach_fails_with_the_attach_error(cli, bed, helm, deploy_repo):
-    from manual_deploy.sandbox.kube import MULTI_ATTACH
+    from manual_deploy_sandbox.kube import MULTI_ATTACH
 
     storage_class(bed, "retained-gp2")
     chart(deploy_repo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bed import apply, publish
-from manual_deploy.sandbox.webhook import WebhookSink
+from manual_deploy_sandbox.webhook import WebhookSink
 
 
 @pytest.fixture

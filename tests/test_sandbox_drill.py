@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from manual_deploy.sandbox.drill import pid_alive, read_ready
-from manual_deploy.sandbox.gitrepos import git
+from manual_deploy_sandbox.drill import pid_alive, read_ready
+from manual_deploy_sandbox.gitrepos import git
 
 
 def test_up_twice_env_build_trigger_down_twice(cli, tmp_path):
@@ -71,7 +71,7 @@ def test_rehearse_with_a_config_repo_checkout_every_app_deploys_everywhere(cli, 
     """`sandbox up --deploy-repo <a checkout of the team's repo>` then `sandbox check`: here the checkout is a
     clone of the generated fixture (the tests have no network); by hand it was a clone of the public one."""
     from manual_deploy.config import load_config
-    from manual_deploy.sandbox.deployrepo import make_deploy_repo
+    from manual_deploy_sandbox.deployrepo import make_deploy_repo
 
     fixture = make_deploy_repo(tmp_path / "fixture")
     checkout = tmp_path / "my-ingest-kube-deployment"

@@ -10,11 +10,11 @@ import time
 import pytest
 import requests
 
-from manual_deploy.sandbox import registry as registry_module
-from manual_deploy.sandbox.faults import FaultProxy
-from manual_deploy.sandbox.quay import UNAUTHORIZED, QuayStandIn
-from manual_deploy.sandbox.ports import free_port
-from manual_deploy.sandbox.registry import (
+from manual_deploy_sandbox import registry as registry_module
+from manual_deploy_sandbox.faults import FaultProxy
+from manual_deploy_sandbox.quay import UNAUTHORIZED, QuayStandIn
+from manual_deploy_sandbox.ports import free_port
+from manual_deploy_sandbox.registry import (
     MANIFEST_ACCEPT,
     LocalRegistry,
     TokenServer,
@@ -126,7 +126,7 @@ def test_registry_context_manager_stops_it_idempotently(tmp_path):
 
 
 def test_registry_left_running_is_stopped_at_interpreter_exit(tmp_path):
-    script = ("import sys; from pathlib import Path; from manual_deploy.sandbox.registry import start_registry; "
+    script = ("import sys; from pathlib import Path; from manual_deploy_sandbox.registry import start_registry; "
               "print(start_registry(Path(sys.argv[1])).pid)")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr

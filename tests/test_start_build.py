@@ -1,6 +1,6 @@
 """`wait-image --start-build`: when quay's build trigger never fired for a pushed tag, start it and follow that build.
 
-Against the real registry and the quay stand-in with build triggers (`manual_deploy.sandbox.quay_triggers`):
+Against the real registry and the quay stand-in with build triggers (`manual_deploy_sandbox.quay_triggers`):
 the stand-in's trigger start queues a build that plays its phases and pushes the real image.
 """
 
@@ -12,9 +12,9 @@ import time
 import pytest
 import requests
 
-from manual_deploy.sandbox.faults import FaultProxy
-from manual_deploy.sandbox.quay import QuayStandIn
-from manual_deploy.sandbox.registry import publish_image
+from manual_deploy_sandbox.faults import FaultProxy
+from manual_deploy_sandbox.quay import QuayStandIn
+from manual_deploy_sandbox.registry import publish_image
 from test_wait_image import APP, REPO, unique_tag, wait, write_config
 
 ADMIN = "quay-admin-token-0123456789"  # has repo:admin

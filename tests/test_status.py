@@ -220,7 +220,7 @@ def test_locks_that_cannot_be_read_are_a_warning(cli, bed):
 
 
 def test_unknown_env_missing_context_and_unreachable_cluster(cli, bed, tmp_path):
-    from manual_deploy.sandbox.kube.kubeconfig import write_kubeconfig
+    from manual_deploy_sandbox.kube.kubeconfig import write_kubeconfig
 
     unknown = _status(cli, bed, "--env", "qa")
     assert unknown.code == 2 and "unknown environment 'qa'" in unknown.stderr
@@ -252,7 +252,7 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
     """Ten apps must not take ten times one app: helm calls overlap, up to a bound."""
     from manual_deploy import status
     from manual_deploy.helm import Revision
-    from manual_deploy.sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
+    from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
     apps = [f"ingest-app{i}" for i in range(10)]
     config = write_bed_config(tmp_path / "ten.yaml", registry_url="http://127.0.0.1:9", deploy_url="/nowhere", helm=HELMS["helm3"])

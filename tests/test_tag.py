@@ -193,7 +193,7 @@ def test_unknown_app_lists_configured_apps(cli, app_repo):
 
 
 def test_app_inferred_from_an_unconfigured_remote_name(cli, tmp_path):
-    from manual_deploy.sandbox.gitrepos import make_app_repo
+    from manual_deploy_sandbox.gitrepos import make_app_repo
 
     repo = make_app_repo(tmp_path, name="some-other-service")
     result = cli("tag", "--repo", repo.checkout)

@@ -1,6 +1,6 @@
 """`manual-deploy wait-image` against the real registry (Debian's docker-registry) and the quay stand-in.
 
-The quay API is not reachable here, so `manual_deploy.sandbox.quay.QuayStandIn` plays it with quay's
+The quay API is not reachable here, so `manual_deploy_sandbox.quay.QuayStandIn` plays it with quay's
 JSON shapes; registry faults (500/429) come from a small proxy in front of the real registry.
 """
 
@@ -13,9 +13,9 @@ import pytest
 
 from helpers import interrupt_when
 from manual_deploy import state
-from manual_deploy.sandbox.faults import FaultProxy
-from manual_deploy.sandbox.quay import QuayStandIn
-from manual_deploy.sandbox.registry import TokenServer, publish_image, start_registry
+from manual_deploy_sandbox.faults import FaultProxy
+from manual_deploy_sandbox.quay import QuayStandIn
+from manual_deploy_sandbox.registry import TokenServer, publish_image, start_registry
 
 APP = "ingest-core"
 REPO = f"ebi-ait/{APP}"

@@ -1,134 +1,39 @@
-"""`manual-deploy sandbox up|env|down`: the local drill environment."""
+"""`manual-deploy sandbox …`: a slot for the local drill, whose commands ship in the manual-deploy-sandbox distribution.
+
+The product never imports the stand-ins: the sandbox distribution declares its Typer app under the
+`manual_deploy.commands` entry point, found here only when `sandbox` is run.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Optional
 
 import typer
 
 HELP = (
-    "A local drill of the whole chain, no cloud account: an app repo, ingest-kube-deployment, the real "
-    "registry, a quay stand-in that builds pushed tags, a GitLab stand-in, an emulated cluster with the three ingest contexts."
+    "A local drill of the whole chain, no cloud account: an app repo, ingest-kube-deployment, the real registry, a quay "
+    "stand-in that builds pushed tags, a GitLab stand-in, an emulated cluster with the three ingest contexts "
+    "(`sandbox up|env|check|gitlab|down`; needs the manual-deploy-sandbox distribution)."
 )
-DIR_HELP = "Where the sandbox lives (default: $MANUAL_DEPLOY_SANDBOX_DIR, which `sandbox env` sets, else the per-user state dir)."
-
-sandbox_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
-
-
-def _dir(directory: Optional[Path]) -> Path:
-    from manual_deploy import paths
-
-    return directory if directory is not None else paths.sandbox_dir()
+ENTRY_POINTS = "manual_deploy.commands"
+INSTALL_HINT = ("install the stand-ins beside the tool: `pipx inject manual-deploy ./sandbox` (pipx) or "
+                "`pip install ./sandbox` (a venv), from a checkout of manual-deploy; `make demo` does it for you")
+CONTEXT = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-def _require_extra() -> None:
-    """The sandbox needs the [sandbox] extra (kmock); the deploy commands never do."""
-    try:
-        import kmock  # noqa: F401
-    except ImportError:
-        from manual_deploy.errors import UsageError
-
-        raise UsageError(
-            "the sandbox needs the optional [sandbox] dependencies",
-            hint="pip install 'manual-deploy[sandbox]' (or run `make demo` in a checkout)",
-        ) from None
+def command(ctx: typer.Context) -> None:
+    """Hand the rest of the command line to the sandbox distribution's own commands."""
+    group = typer.main.get_group(installed_app())
+    with group.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent,
+                            help_option_names=["-h", "--help"]) as sub:
+        group.invoke(sub)
 
 
-@sandbox_app.command("up", help="Start the sandbox (says so if it is already up).")
-def up(
-    ctx: typer.Context,
-    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
-    deploy_repo: Optional[str] = typer.Option(
-        None, "--deploy-repo", metavar="PATH_OR_URL",
-        help="Serve this ingest-kube-deployment (a checkout or a git URL, all branches) instead of the generated one.",
-    ),
-) -> None:
-    _require_extra()
-    from manual_deploy.sandbox.drill import env_lines, up as start
+def installed_app() -> typer.Typer:
+    from importlib.metadata import entry_points
 
-    session = ctx.obj
-    if deploy_repo and Path(deploy_repo).expanduser().exists():
-        deploy_repo = str(Path(deploy_repo).expanduser().resolve())
-    ready = start(_dir(directory), session.out, deploy_repo=deploy_repo)
-    session.out.info(f"next: eval \"$(manual-deploy sandbox env{'' if directory is None else f' --dir {directory}'})\"; cd {ready['app_checkout']}")
-    _drill_hint(session.out, ready)
-    session.out.result(ready, "\n".join(env_lines(ready)))
-
-
-@sandbox_app.command("env", help="Print the export lines that point manual-deploy at the sandbox.")
-def env(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP)) -> None:
     from manual_deploy.errors import UsageError
-    from manual_deploy.sandbox.drill import env_lines, pid_alive, read_ready
 
-    ready = read_ready(_dir(directory))
-    if not ready or not pid_alive(ready.get("pid")):
-        raise UsageError(f"the sandbox is not running in {_dir(directory)}", hint="start it: manual-deploy sandbox up")
-    _drill_hint(ctx.obj.out, ready)
-    ctx.obj.out.result(ready, "\n".join(env_lines(ready)))
-
-
-def _drill_hint(out, ready: dict) -> None:
-    """How to drill against the served config repo (on stderr: stdout is for `eval`)."""
-    served = ready.get("deploy_repo_source") or "the generated ingest-kube-deployment"
-    tag = ready.get("drill_tag", "sandbox")
-    out.info(f"config repo: {served}; every app has an image tagged {tag!r}: "
-             f"`manual-deploy apply --env prod --app ingest-broker --tag {tag} --yes`, "
-             f"or every app to every env: `manual-deploy sandbox check`")
-
-
-@sandbox_app.command("check", help="Deploy every configured app to each env in turn with the real helm; one line per "
-                                     "app and env: deployed, or the reason it would fail. Exit 1 if any would fail.")
-def check(
-    ctx: typer.Context,
-    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
-    env: Optional[list[str]] = typer.Option(None, "--env", metavar="ENV", help="Only these envs (default: all)."),
-    grace: str = typer.Option("20s", "--grace", metavar="DURATION", help="apply's --grace for each app."),
-    timeout: str = typer.Option("3m", "--timeout", metavar="DURATION", help="apply's --timeout for each app."),
-) -> None:
-    from manual_deploy.config import load_config
-    from manual_deploy.errors import OperationFailed, UsageError
-    from manual_deploy.sandbox.check import check_env
-    from manual_deploy.sandbox.drill import pid_alive, read_ready
-
-    ready = read_ready(_dir(directory))
-    if not ready or not pid_alive(ready.get("pid")):
-        raise UsageError(f"the sandbox is not running in {_dir(directory)}", hint="start it: manual-deploy sandbox up")
-    config = load_config(ready["config"])
-    envs = list(env or config.environments)
-    for name in envs:
-        config.environment(name)
-    rows = [row for name in envs for row in check_env(ready, name, list(config.apps), grace=grace, timeout=timeout,
-                                                        out=ctx.obj.out)]
-    results = {"results": [row.__dict__ for row in rows]}
-    failed = [row for row in rows if not row.ok]
-    if not failed or not ctx.obj.out.json:  # with failures, JSON output is the error's own document
-        ctx.obj.out.result(results, "\n".join(row.line() for row in rows))
-    if failed:
-        raise OperationFailed(f"{len(failed)} of {len(rows)} app deploys would fail", details=results,
-                              hint="each FAILED line says why; fix the chart or the config repo, then `manual-deploy sandbox check` again")
-
-
-@sandbox_app.command("gitlab", help="Play the GitLab outage: `down` closes the sandbox's GitLab (connections refused), "
-                                      "`up` brings it back on the same URL with its records kept.")
-def gitlab(
-    ctx: typer.Context,
-    state: str = typer.Argument(..., metavar="down|up", help="down or up."),
-    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP),
-) -> None:
-    from manual_deploy.errors import UsageError
-    from manual_deploy.sandbox.drill import set_gitlab
-
-    if state not in ("down", "up"):
-        raise UsageError(f"unknown state {state!r} for the sandbox's GitLab", hint="manual-deploy sandbox gitlab down (or up)")
-    now = set_gitlab(_dir(directory), state == "up", ctx.obj.out)
-    ctx.obj.out.result({"gitlab": now}, now)
-
-
-@sandbox_app.command("down", help="Stop every process the sandbox started (safe to run twice).")
-def down(ctx: typer.Context, directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help=DIR_HELP)) -> None:
-    from manual_deploy.sandbox.drill import down as stop
-
-    where = _dir(directory)
-    stopped = stop(where, ctx.obj.out)
-    ctx.obj.out.result({"stopped": stopped, "dir": str(where)}, "stopped" if stopped else f"not running (no sandbox in {where})")
+    found = entry_points(group=ENTRY_POINTS, name="sandbox")
+    if not found:
+        raise UsageError("the sandbox is not installed (it ships apart from the tool, in manual-deploy-sandbox)",
+                         hint=INSTALL_HINT)
+    return next(iter(found)).load()
