@@ -209,13 +209,6 @@ def run_sync(config: Config, request: SyncRequest, out) -> dict[str, Any]:
     return result
 
 
-def summary_text(result: dict[str, Any]) -> str:
-    """stdout: one line per record posted (or that would be), then the counts."""
-    lines = [f"{r['env']}\t{r['app']}\t{r['ref']}\t{r['sha']}\t{r['status']}\tdeployment #{r['iid']}" for r in result["recorded"]]
-    lines += [f"{r['env']}\t{r['app']}\t{r['ref']}\t{r['sha']}\t{r['status']}\twould: {r['post']}" for r in result["would_record"]]
-    return "\n".join([*lines, result["summary"]])
-
-
 def _kept_error(report: SyncReport, result: dict[str, Any]) -> ManualDeployError:
     """403 and 404 need a person (exit 3); a mirror that lags only needs time (exit 1)."""
     if report.refusals:

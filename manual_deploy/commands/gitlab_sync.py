@@ -22,8 +22,9 @@ def command(
     app: Optional[str] = typer.Option(None, "--app", metavar="APP", help="Only deploys of this app."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be posted; post nothing."),
 ) -> None:
-    from manual_deploy.gitlab_sync import SyncRequest, run_sync, summary_text
+    from manual_deploy.gitlab_sync import SyncRequest, run_sync
+    from manual_deploy.views.sync import sync_text
 
     session = ctx.obj
     result = run_sync(session.config(), SyncRequest(env=env, app=app, dry_run=dry_run), session.out)
-    session.out.result(result, summary_text(result))
+    session.out.result(result, sync_text(result))
