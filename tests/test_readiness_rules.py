@@ -11,7 +11,7 @@ import pytest
 
 from manual_deploy.deployment_state import DeploymentState
 from manual_deploy.readiness import daemonset, deployment, job, pod, pvc, service, statefulset
-from manual_deploy.readiness.state import Failure, ResourceState
+from manual_deploy.readiness.resource_state import Failure, ResourceState
 
 NS = "prod-environment"
 NOW = dt.datetime(2026, 11, 26, 18, 10, 0, tzinfo=dt.timezone.utc)

@@ -118,7 +118,7 @@ def test_until_helm_writes_the_new_revision_the_watch_says_so(cluster):
     write_release(api, "ingest-broker", 3, [node_port("ingest-broker-service")])  # the revision before this deploy
     watch.check()
     assert watch.progress() == watch.waited_for() == "waiting for helm to write revision 4"
-    assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
+    assert watch.pods_not_running("b1") == ["deployment ingest-broker is missing"]
 
     hook_job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db-migrate"},
                 "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "busybox"}]}}}}
@@ -154,8 +154,8 @@ def test_a_claim_that_never_binds_is_named_and_is_the_failure_not_the_pod_waitin
                                f'(ProvisioningFailed, '), progress
     assert "Deployment ingest-broker: 0 of 1 updated replicas available" in progress
     assert "FailedScheduling: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims" in progress
-    assert watch.images_live("b1") == []
-    wrong = watch.images_live("b2")
+    assert watch.pods_not_running("b1") == []
+    wrong = watch.pods_not_running("b2")
     assert len(wrong) == 1 and wrong[0].startswith("ingest-broker-") and wrong[0].endswith(" runs quay.io/ebi-ait/ingest-broker:b1")
     waited = watch.waited_for()
     assert waited.startswith(f'PersistentVolumeClaim {CLAIM}: Pending — storageclass "retained-gp2" not found'), waited
@@ -293,7 +293,7 @@ def test_an_api_that_stops_answering_is_said_not_raised(cluster):
     assert counting.calls == 1
     assert result.failure is None and not result.all_ready
     assert [s.summary for s in result.states] == ["cannot read (no answer: NewConnectionError)"] * 3
-    assert watch.images_live("b1") == ["deployment ingest-broker is missing"]
+    assert watch.pods_not_running("b1") == ["deployment ingest-broker is missing"]
 
 
 @pytest.mark.parametrize("helm_binary", ["helm3", "helm4"])
@@ -325,8 +325,8 @@ def test_what_real_helm_stored_is_what_the_watch_watches(cluster, tmp_path, helm
     helm("upgrade", "ingest-broker", str(chart), "--set", "image=quay.io/ebi-ait/ingest-broker:b2")
     after = ReleaseWatch(api, NS, "ingest-broker", after_revision=1)
     until(after, lambda r: r.revision == 2 and all(s.ready for s in r.states if s.kind == "Deployment")
-          and after.images_live("b2") == [])
-    assert after.images_live("b1") != []
+          and after.pods_not_running("b2") == [])
+    assert after.pods_not_running("b1") != []
 
 
 def test_a_pod_the_scheduler_cannot_place_is_named_with_the_schedulers_words(cluster):

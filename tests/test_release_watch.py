@@ -9,7 +9,7 @@ from kubernetes import client
 
 from manual_deploy.console import Output
 from manual_deploy.release.watch import watch_helm
-from manual_deploy.readiness.watch import ReleaseWatch
+from manual_deploy.readiness.release_watch import ReleaseWatch
 
 
 def _closed_port() -> int:

@@ -6,7 +6,7 @@ fixed in the cluster or in ingest-kube-deployment, and then the same command is 
 
 from __future__ import annotations
 
-from manual_deploy.readiness.state import Failure
+from manual_deploy.readiness.resource_state import Failure
 
 IMAGE_AT_FAULT = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
                             "CreateContainerError", "OOMKilled"})

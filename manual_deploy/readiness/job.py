@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
+from manual_deploy.readiness.resource_state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(job: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:

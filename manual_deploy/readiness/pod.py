@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, because, event_time, latest, name_of, state
+from manual_deploy.readiness.resource_state import ResourceState, because, event_time, latest, name_of, state
 
 FAILING_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError",
                              "CreateContainerError", "InvalidImageName"})

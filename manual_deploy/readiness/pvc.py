@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, because, name_of, state
+from manual_deploy.readiness.resource_state import ResourceState, because, name_of, state
 
 # Reasons after which waiting will not bind the claim (a missing StorageClass, no matching volume).
 FAILING = ("ProvisioningFailed", "FailedBinding")

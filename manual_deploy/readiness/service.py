@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.readiness.state import ResourceState, because, name_of, state
+from manual_deploy.readiness.resource_state import ResourceState, because, name_of, state
 
 
 def assess(service: dict[str, Any], events: list[dict[str, Any]]) -> ResourceState:

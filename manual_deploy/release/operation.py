@@ -61,7 +61,7 @@ class WatchedHelm:
         """helm's operation under the watch; (its result, the watch). A network failure that left the
         release as it was is retried with backoff within --timeout; one after helm started changing it
         is undone as soon as the cluster answers again."""
-        from manual_deploy.readiness.watch import ReleaseWatch
+        from manual_deploy.readiness.release_watch import ReleaseWatch
 
         helm, ns, name = self.tx.helm(), self.tx.target.namespace, change.app.name
         deadline = time.monotonic() + self.tx.guard.timeout_s
@@ -146,7 +146,7 @@ class WatchedHelm:
         status = f"see what runs now: `manual-deploy status --env {self.tx.guard.env} --app {name}`"
         if not look.all_ready:
             raise OperationFailed(f"{name}: helm reported success but it is still {watch.progress()}", hint=status)
-        wrong = watch.images_live(change.expected_image)
+        wrong = watch.pods_not_running(change.expected_image)
         if wrong:
             raise OperationFailed(f"{name}: pods not running {change.expected_image}: {'; '.join(wrong)}", hint=status)
         rolled = "; ".join(f"deployment {s.name} {s.summary}" for s in look.states if s.kind == "Deployment")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from manual_deploy.readiness import daemonset, deployment, job, manifest, pod, pvc, reads, service, statefulset
 from manual_deploy.readiness.api import Api, ReadError
-from manual_deploy.readiness.state import Failure, ResourceState, name_of
+from manual_deploy.readiness.resource_state import Failure, ResourceState, name_of
 from manual_deploy.images import same_image
 
 WAITED_EVENTS = 3  # per resource, when helm gave up first: enough to say why, short enough to read
@@ -23,7 +23,7 @@ WORKLOADS = {"StatefulSet": statefulset.assess, "DaemonSet": daemonset.assess, "
 
 
 @dataclass(frozen=True)
-class Check:
+class Look:
     """One look at the release. `states`: its resources in manifest order; `pods`: its workloads' new pods."""
 
     revision: int | None
@@ -46,7 +46,7 @@ class ReleaseWatch:
         self.after_revision = after_revision
         self.grace_s, self.clock = grace_s, clock
         self.release: manifest.Release | None = None
-        self.last: Check | None = None
+        self.last: Look | None = None
         self._release_error: str | None = None
         self._mounted: set[str] = set()
         self._first_seen: dict[tuple[str, str, str], float] = {}
@@ -54,11 +54,11 @@ class ReleaseWatch:
 
     # --- looking ---------------------------------------------------------------------------------------
 
-    def check(self) -> Check:
+    def check(self) -> Look:
         if self.release is None:
             self._find_release()
         if self.release is None:
-            self.last = Check(None, ())
+            self.last = Look(None, ())
             return self.last
         states, pods = [], []
         self._deployment_pods = {}
@@ -76,7 +76,7 @@ class ReleaseWatch:
                 found, new_pods = ResourceState(res.kind, res.name, False, f"cannot read ({exc})"), []
             states.append(found)
             pods.extend(new_pods)
-        self.last = Check(self.release.revision, tuple(states), tuple(pods), self._track([*pods, *states]))
+        self.last = Look(self.release.revision, tuple(states), tuple(pods), self._track([*pods, *states]))
         return self.last
 
     def _find_release(self) -> None:
@@ -197,7 +197,7 @@ class ReleaseWatch:
             lines.extend(f"    {event}" for event in (warnings or list(found.events))[-WAITED_EVENTS:])
         return "\n".join(lines) or f"every resource of {self.release_name} revision {self.release.revision} was ready at the last look"
 
-    def images_live(self, expected: str) -> list[str]:
+    def pods_not_running(self, expected: str) -> list[str]:
         """New pods of the release's Deployments NOT running `expected`, as of the last check (empty: all good)."""
         names = [r.name for r in (self.release.resources if self.release else ()) if r.kind == "Deployment" and not r.hook]
         if not names:
