@@ -10,7 +10,8 @@ import datetime as dt
 import pytest
 
 from manual_deploy.deployment_state import DeploymentState
-from manual_deploy.readiness import daemonset, deployment, job, pod, pvc, service, statefulset
+from manual_deploy.readiness.kinds import Related, daemonset, deployment, job, pod, service, statefulset
+from manual_deploy.readiness.kinds import persistentvolumeclaim as pvc
 from manual_deploy.readiness.resource_state import Failure, ResourceState
 
 NS = "prod-environment"
@@ -89,25 +90,25 @@ NOT_READY = [*SCHEDULED, cond("Ready", False, "ContainersNotReady", "containers 
      'InvalidImageName (container broker): Failed to apply default image tag "quay.io/x:": couldn\'t parse image name'),
 ])
 def test_a_container_waiting_for_a_reason_that_waiting_will_not_fix_is_failing(reason, message, summary):
-    found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting(reason, message)), [])
+    found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting(reason, message)))
     assert found == ResourceState("Pod", POD, False, summary, reason, (), "broker", message)
 
 
 def test_an_init_container_that_cannot_start_fails_the_pod_too():
     found = pod.assess(a_pod(conditions=NOT_READY, init=waiting("ImagePullBackOff", "Back-off pulling image \"busybox:nope\""),
-                             statuses=waiting("PodInitializing")), [])
+                             statuses=waiting("PodInitializing")))
     assert (found.failing, found.container) == ("ImagePullBackOff", "broker")
 
 
 def test_an_oom_killed_container_is_failing_even_while_it_runs_again():
     last = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": stamp(3), "finishedAt": stamp(2)}}
-    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False, restarts=3, last=last)), [])
+    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False, restarts=3, last=last)))
     assert found.summary == "OOMKilled (container broker): exit code 137, restarted 3×"
     assert found.failing == "OOMKilled" and not found.ready
 
 
 def test_container_creating_is_plain_waiting():
-    found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting("ContainerCreating")), [])
+    found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting("ContainerCreating")))
     assert (found.ready, found.failing, found.summary) == (False, None, "Pending — ContainerCreating")
 
 
@@ -118,7 +119,7 @@ UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient memory. preemption: 0/
 def test_an_unschedulable_pod_fails_with_the_schedulers_message():
     unscheduled = a_pod(conditions=[cond("PodScheduled", False, "Unschedulable", UNSCHEDULABLE)])
     events = [event("Pod", POD, "FailedScheduling", UNSCHEDULABLE, count=4, component="default-scheduler")]
-    found = pod.assess(unscheduled, events, NOW)
+    found = pod.assess(unscheduled, Related(events, now=NOW))
     assert found.summary == f"Pending — FailedScheduling: {UNSCHEDULABLE}"
     assert found.failing == "FailedScheduling"
     assert found.events == (f"Warning FailedScheduling: {UNSCHEDULABLE} (4×)",)
@@ -127,7 +128,7 @@ def test_an_unschedulable_pod_fails_with_the_schedulers_message():
 def test_the_failed_scheduling_event_speaks_when_the_condition_has_no_message():
     unscheduled = a_pod(conditions=[cond("PodScheduled", False, "Unschedulable", None)])
     events = [event("Pod", POD, "FailedScheduling", UNSCHEDULABLE)]
-    assert pod.assess(unscheduled, events, NOW).summary == f"Pending — FailedScheduling: {UNSCHEDULABLE}"
+    assert pod.assess(unscheduled, Related(events, now=NOW)).summary == f"Pending — FailedScheduling: {UNSCHEDULABLE}"
 
 
 def test_an_unschedulable_pod_is_not_failing_while_the_autoscaler_adds_a_node():
@@ -135,29 +136,29 @@ def test_an_unschedulable_pod_is_not_failing_while_the_autoscaler_adds_a_node():
     scale_up = event("Pod", POD, "TriggeredScaleUp", "pod triggered scale-up: [{eks-ingest-ng 1->2 (max: 4)}]",
                      warning=False, component="cluster-autoscaler", minutes_ago=2)
     failed = event("Pod", POD, "FailedScheduling", UNSCHEDULABLE, minutes_ago=0.5)
-    found = pod.assess(unscheduled, [failed, scale_up], NOW)
+    found = pod.assess(unscheduled, Related([failed, scale_up], now=NOW))
     assert found.failing is None
     assert found.summary == "Pending — waiting for a new node (TriggeredScaleUp: pod triggered scale-up: [{eks-ingest-ng 1->2 (max: 4)}])"
     # an old scale-up (the node never came) or one the autoscaler later gave up on does not count
     stale = {**scale_up, "lastTimestamp": stamp(30)}
-    assert pod.assess(unscheduled, [failed, stale], NOW).failing == "FailedScheduling"
+    assert pod.assess(unscheduled, Related([failed, stale], now=NOW)).failing == "FailedScheduling"
     gave_up = event("Pod", POD, "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached",
                     warning=False, component="cluster-autoscaler", minutes_ago=1)
-    assert pod.assess(unscheduled, [failed, scale_up, gave_up], NOW).failing == "FailedScheduling"
+    assert pod.assess(unscheduled, Related([failed, scale_up, gave_up], now=NOW)).failing == "FailedScheduling"
 
 
 def test_a_failing_readiness_probe_says_the_probes_last_message_and_how_often():
     events = [event("Pod", POD, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500", count=7, minutes_ago=3),
               event("Pod", POD, "Unhealthy", "Readiness probe failed: Get \"http://10.0.1.7:8080/health\": connection refused",
                     count=5, minutes_ago=0.2)]
-    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False)), events)
+    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False)), Related(events))
     assert found.summary == ('Running, not ready — readiness probe failing: Readiness probe failed: '
                              'Get "http://10.0.1.7:8080/health": connection refused (12×)')
     assert found.failing == "Unhealthy"
 
 
 def test_running_but_not_ready_without_probe_events_is_waiting():
-    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False)), [])
+    found = pod.assess(a_pod(phase="Running", conditions=NOT_READY, statuses=running(False)))
     assert (found.failing, found.summary) == (None, "Running, not ready — containers with unready status: [broker]")
 
 
@@ -167,7 +168,7 @@ def test_running_but_not_ready_without_probe_events_is_waiting():
 ])
 def test_a_pod_stuck_creating_on_a_volume_fails_with_the_volume_message(reason, message):
     found = pod.assess(a_pod(conditions=NOT_READY, statuses=waiting("ContainerCreating")),
-                       [event("Pod", POD, reason, message, count=4)])
+                       Related([event("Pod", POD, reason, message, count=4)]))
     assert found.summary == f"ContainerCreating — {reason}: {message} (4×)"
     assert found.failing == reason
 
@@ -175,7 +176,7 @@ def test_a_pod_stuck_creating_on_a_volume_fails_with_the_volume_message(reason, 
 def test_a_ready_pod_is_ready():
     ready = a_pod(phase="Running", conditions=[*SCHEDULED, cond("Ready", True), cond("ContainersReady", True)],
                   statuses=running(True))
-    assert pod.assess(ready, []) == ResourceState("Pod", POD, True, "Running, ready")
+    assert pod.assess(ready) == ResourceState("Pod", POD, True, "Running, ready")
     assert pod.is_ready(ready)
 
 
@@ -205,13 +206,13 @@ def a_deployment(*, replicas=1, generation=2, observed=2, updated=None, availabl
     ({"replicas": 1, "updated": 1, "total": 1}, "0 of 1 updated replicas available"),
 ])
 def test_a_progressing_deployment_says_what_it_waits_for(kwargs, summary):
-    found = deployment.assess(a_deployment(**kwargs), [])
+    found = deployment.assess(a_deployment(**kwargs))
     assert (found.ready, found.failing, found.summary) == (False, None, summary)
 
 
 def test_a_rolled_out_deployment_is_ready_and_its_state_lists_the_template_images():
     done = a_deployment(replicas=2, updated=2, total=2, available=2)
-    assert deployment.assess(done, []) == ResourceState("Deployment", "ingest-broker", True, "rolled out: 2/2 available")
+    assert deployment.assess(done) == ResourceState("Deployment", "ingest-broker", True, "rolled out: 2/2 available")
     live = DeploymentState.from_dict(done)
     assert (live.desired, live.updated, live.available, live.images) == (2, 2, 2, ("quay.io/ebi-ait/ingest-broker:b1",))
 
@@ -224,7 +225,7 @@ def test_a_deployment_without_replicas_in_spec_wants_one():
 def test_a_deployment_past_its_progress_deadline_is_failing():
     deadline = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                 "message": 'ReplicaSet "ingest-broker-7d9c8b6f5" has timed out progressing.'}
-    found = deployment.assess(a_deployment(updated=1, total=1, conditions=[deadline]), [])
+    found = deployment.assess(a_deployment(updated=1, total=1, conditions=[deadline]))
     assert found.summary == 'exceeded its progress deadline: ReplicaSet "ingest-broker-7d9c8b6f5" has timed out progressing.'
     assert found.failing == "ProgressDeadlineExceeded"
 
@@ -232,7 +233,7 @@ def test_a_deployment_past_its_progress_deadline_is_failing():
 def test_a_deployments_summary_names_its_failing_new_pod():
     stuck = ResourceState("Pod", "ingest-broker-7d9-a", False, "Pending — ContainerCreating")
     broken = ResourceState("Pod", "ingest-broker-7d9-b", False, "ImagePullBackOff (container broker): Back-off", "ImagePullBackOff")
-    found = deployment.assess(a_deployment(updated=1, total=1), [], [stuck, broken])
+    found = deployment.assess(a_deployment(updated=1, total=1), Related(pods=(stuck, broken)))
     assert found.summary == "0 of 1 updated replicas available (pod ingest-broker-7d9-b: ImagePullBackOff (container broker): Back-off)"
     assert found.failing is None  # the pod carries the failing key; its logs are the evidence
 
@@ -282,14 +283,14 @@ def a_claim(phase: str = "Pending", volume: str | None = None) -> dict:
 
 
 def test_a_bound_claim_is_ready():
-    assert pvc.assess(a_claim("Bound", "pvc-3c1e"), []) == ResourceState("PersistentVolumeClaim", CLAIM, True, "Bound to pvc-3c1e")
+    assert pvc.assess(a_claim("Bound", "pvc-3c1e")) == ResourceState("PersistentVolumeClaim", CLAIM, True, "Bound to pvc-3c1e")
 
 
 def test_a_claim_whose_storage_class_is_missing_fails_with_the_provisioners_words():
     events = [event("PersistentVolumeClaim", CLAIM, "ProvisioningFailed",
                     'storageclass.storage.k8s.io "retained-gp2" not found', count=3,
                     component="persistentvolume-controller")]
-    found = pvc.assess(a_claim(), events)
+    found = pvc.assess(a_claim(), Related(events))
     assert found.summary == 'Pending — storageclass "retained-gp2" not found (ProvisioningFailed, 3×)'
     assert found.failing == "ProvisioningFailed"
     assert found.message == 'storageclass.storage.k8s.io "retained-gp2" not found'
@@ -299,7 +300,7 @@ def test_a_claim_whose_storage_class_is_missing_fails_with_the_provisioners_word
 def test_a_claim_with_no_volume_to_bind_to_fails():
     events = [event("PersistentVolumeClaim", CLAIM, "FailedBinding",
                     "no persistent volumes available for this claim and no storage class is set", count=9)]
-    found = pvc.assess(a_claim(), events)
+    found = pvc.assess(a_claim(), Related(events))
     assert found.summary == ("Pending — no persistent volumes available for this claim and no storage class is set "
                              "(FailedBinding, 9×)")
     assert found.failing == "FailedBinding"
@@ -310,16 +311,16 @@ WFFC = "waiting for first consumer to be created before binding"
 
 def test_a_claim_waiting_for_its_first_consumer_waits_while_the_release_mounts_it():
     events = [event("PersistentVolumeClaim", CLAIM, "WaitForFirstConsumer", WFFC, warning=False, count=2)]
-    found = pvc.assess(a_claim(), events, mounted=True)
+    found = pvc.assess(a_claim(), Related(events))
     assert (found.failing, found.summary) == (None, f"Pending — {WFFC} (WaitForFirstConsumer, 2×)")
-    unmounted = pvc.assess(a_claim(), events, mounted=False)
+    unmounted = pvc.assess(a_claim(), Related(events, release=()))  # no workload of the release mounts it
     assert unmounted.failing == "NoConsumer"
     assert unmounted.summary == ("Pending — waits for a pod to mount it, and no workload of the release does "
                                  "(WaitForFirstConsumer)")
 
 
 def test_a_pending_claim_without_events_is_waiting():
-    assert pvc.assess(a_claim(), []).summary == "Pending — no events yet"
+    assert pvc.assess(a_claim()).summary == "Pending — no events yet"
 
 
 def test_the_claims_a_release_mounts_are_read_from_its_pod_templates():
@@ -344,20 +345,20 @@ def a_service(kind: str, ingress: list | None = None) -> dict:
 
 
 def test_a_node_port_service_is_ready_once_it_exists():
-    assert service.assess(a_service("NodePort"), []) == ResourceState("Service", "ingest-broker-service", True, "NodePort 31080")
+    assert service.assess(a_service("NodePort")) == ResourceState("Service", "ingest-broker-service", True, "NodePort 31080")
 
 
 def test_a_load_balancer_waits_for_its_address_and_fails_when_the_cloud_refuses():
-    assert service.assess(a_service("LoadBalancer"), []).summary == "no load balancer address yet"
-    assert service.assess(a_service("LoadBalancer"), []).failing is None
+    assert service.assess(a_service("LoadBalancer")).summary == "no load balancer address yet"
+    assert service.assess(a_service("LoadBalancer")).failing is None
     refused = [event("Service", "ingest-broker-service", "SyncLoadBalancerFailed",
                      "Error syncing load balancer: failed to ensure load balancer: TooManyLoadBalancers", count=2,
                      component="service-controller")]
-    found = service.assess(a_service("LoadBalancer"), refused)
+    found = service.assess(a_service("LoadBalancer"), Related(refused))
     assert found.summary == ("no load balancer address — Error syncing load balancer: failed to ensure load balancer: "
                              "TooManyLoadBalancers (SyncLoadBalancerFailed, 2×)")
     assert found.failing == "SyncLoadBalancerFailed"
-    live = service.assess(a_service("LoadBalancer", [{"hostname": "a1b2.elb.eu-west-2.amazonaws.com"}]), [])
+    live = service.assess(a_service("LoadBalancer", [{"hostname": "a1b2.elb.eu-west-2.amazonaws.com"}]))
     assert (live.ready, live.summary) == (True, "LoadBalancer at a1b2.elb.eu-west-2.amazonaws.com")
 
 
@@ -380,7 +381,7 @@ def a_statefulset(**status) -> dict:
      "rolled out: 3/3 ready"),
 ])
 def test_statefulset_rollout(status, ready, summary):
-    found = statefulset.assess(a_statefulset(**status), [])
+    found = statefulset.assess(a_statefulset(**status))
     assert (found.ready, found.summary) == (ready, summary)
 
 
@@ -399,20 +400,20 @@ def test_only_pods_of_the_update_revision_are_a_statefulsets_new_pods():
 ])
 def test_daemonset_rollout(status, ready, summary):
     ds = {"kind": "DaemonSet", "metadata": {"name": "fluent-bit", "generation": 1}, "status": {"observedGeneration": 1, **status}}
-    found = daemonset.assess(ds, [])
+    found = daemonset.assess(ds)
     assert (found.ready, found.summary) == (ready, summary)
 
 
 def test_a_failed_job_says_its_condition_and_a_complete_one_is_ready():
     failed = {"kind": "Job", "metadata": {"name": "db-migrate"}, "status": {"failed": 7, "conditions": [
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
-    found = job.assess(failed, [])
+    found = job.assess(failed)
     assert found.summary == "failed — BackoffLimitExceeded: Job has reached the specified backoff limit"
     assert found.failing == "BackoffLimitExceeded"
     complete = {"kind": "Job", "metadata": {"name": "db-migrate"}, "status": {"succeeded": 1, "conditions": [
         {"type": "Complete", "status": "True"}]}}
-    assert job.assess(complete, []) == ResourceState("Job", "db-migrate", True, "complete (1 succeeded)")
-    running = job.assess({"kind": "Job", "metadata": {"name": "db-migrate"}, "status": {"active": 1}}, [])
+    assert job.assess(complete) == ResourceState("Job", "db-migrate", True, "complete (1 succeeded)")
+    running = job.assess({"kind": "Job", "metadata": {"name": "db-migrate"}, "status": {"active": 1}})
     assert (running.ready, running.failing, running.summary) == (False, None, "running: 1 active, 0 succeeded, 0 failed")
 
 

@@ -5,9 +5,10 @@
     look.failure                     # a Failure (report()) once something stayed failing for grace_s
     watch.progress(), watch.waited_for(), watch.pods_not_running(image)
 
-Modules: resource_state (ResourceState, Failure, events), one module per kind (pod, deployment,
-statefulset, daemonset, job, pvc, service), manifest (helm's stored release), api (raw GETs),
-release_watch (the watch of one release).
+Modules: kinds/ (the kind registry: one module per kind, owning its path, RBAC, rank, reads, rule and
+remedies), resource_state (ResourceState, Failure, events), manifest (helm's stored release), api (raw
+GETs), reads (Events, owned pods and Jobs, log tails), advice (the remedy of a failure, from its kind),
+release_watch (the watch of one release, derived from the registry).
 kubernetes is never imported here: the caller's ApiClient is used as is.
 """
 

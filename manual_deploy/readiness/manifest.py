@@ -8,11 +8,13 @@ own base64 of gzip of a JSON document whose `manifest` is the multi-document YAM
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from manual_deploy.timestamps import parse_time
 from manual_deploy.yamlio import safe_load_all
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -35,6 +37,7 @@ class Resource:
 class Release:
     revision: int
     resources: tuple[Resource, ...]
+    written: dt.datetime | None = None  # when helm wrote the revision (its Secret's creation, the cluster's clock)
 
 
 def secrets_path(namespace: str) -> str:
@@ -76,4 +79,5 @@ def decode(secret: dict[str, Any], namespace: str, *, hooks: bool = True) -> Rel
             continue
         meta = doc["metadata"]
         resources.append(Resource(doc["kind"], str(meta["name"]), meta.get("namespace") or namespace, doc, is_hook))
-    return Release(int(body.get("version") or secret["metadata"]["labels"]["version"]), tuple(resources))
+    written = parse_time((secret.get("metadata") or {}).get("creationTimestamp"))
+    return Release(int(body.get("version") or secret["metadata"]["labels"]["version"]), tuple(resources), written)

@@ -9,17 +9,16 @@ that lasts `grace_s` into a Failure with its evidence (events, and for pods the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from manual_deploy.readiness import daemonset, deployment, job, manifest, pod, pvc, reads, service, statefulset
+from manual_deploy.readiness import kinds, manifest, reads
 from manual_deploy.readiness.api import Api, ReadError
+from manual_deploy.readiness.kinds import Read
 from manual_deploy.readiness.resource_state import Failure, ResourceState, name_of
 from manual_deploy.images import same_image
 
 WAITED_EVENTS = 3  # per resource, when helm gave up first: enough to say why, short enough to read
-ROOT_CAUSE_ORDER = {"Pod": 1, "Deployment": 2, "StatefulSet": 2, "DaemonSet": 2}  # every other kind: 0, the most basic
-WORKLOADS = {"StatefulSet": statefulset.assess, "DaemonSet": daemonset.assess, "Job": job.assess}
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,8 @@ class ReleaseWatch:
         self.release: manifest.Release | None = None
         self.last: Look | None = None
         self._release_error: str | None = None
-        self._mounted: set[str] = set()
         self._first_seen: dict[tuple[str, str, str], float] = {}
-        self._deployment_pods: dict[str, list[dict[str, Any]]] = {}  # as of the last check
+        self._pods: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (kind, name) → its new pods, as of the last check
 
     # --- looking ---------------------------------------------------------------------------------------
 
@@ -61,16 +59,17 @@ class ReleaseWatch:
             self.last = Look(None, ())
             return self.last
         states, pods = [], []
-        self._deployment_pods = {}
+        self._pods = {}
         unreachable: ReadError | None = None
         for res in self.release.resources:
-            if res.hook and res.kind != "Job":
+            kind = kinds.get(res.kind)
+            if res.hook and not (kind and kind.watch_hooks):
                 continue
             if unreachable is not None:  # no answer at all: asking again per resource only multiplies the timeout
                 states.append(ResourceState(res.kind, res.name, False, f"cannot read ({unreachable})"))
                 continue
             try:
-                found, new_pods = self._look(res)
+                found, new_pods = self._look(res, kind)
             except ReadError as exc:
                 unreachable = exc if exc.unreachable else None
                 found, new_pods = ResourceState(res.kind, res.name, False, f"cannot read ({exc})"), []
@@ -85,52 +84,40 @@ class ReleaseWatch:
             secret = manifest.newest(secrets, self.after_revision)
             if secret is not None:
                 self.release = manifest.decode(secret, self.namespace)
-                self._mounted = pvc.claims_mounted([r.body for r in self.release.resources])
             self._release_error = None
         except ReadError as exc:
             self._release_error = f"cannot read helm's release Secrets ({exc})"
         except (ValueError, KeyError, OSError) as exc:  # a corrupt release: helm would not apply it either
             self._release_error = f"cannot decode helm's release Secret ({type(exc).__name__})"
 
-    def _look(self, res: manifest.Resource) -> tuple[ResourceState, list[ResourceState]]:
-        if res.kind not in reads.PATHS:
+    def _look(self, res: manifest.Resource, kind: kinds.Kind | None) -> tuple[ResourceState, list[ResourceState]]:
+        if kind is None:
             return ResourceState(res.kind, res.name, True, "created by helm"), []
-        obj = self.api.get(reads.path(res.kind, res.namespace, res.name))
+        obj = self.api.get(kind.path(res.namespace, res.name))
         if obj is None:
             if res.hook:  # not run yet, or run and deleted by its hook-delete-policy: helm waits for hooks itself
                 return ResourceState(res.kind, res.name, True, "hook not running"), []
             return ResourceState(res.kind, res.name, False, "not created yet"), []
-        if res.kind == "Deployment":
-            live = self._deployment_pods.setdefault(res.name, reads.deployment_pods(self.api, obj, res.namespace))
-            pods = [self._pod(p) for p in live]
-            return self._assess(res, obj, lambda events: deployment.assess(obj, events, pods)), pods
-        if res.kind in WORKLOADS:
-            live = reads.owned_pods(self.api, obj, res.namespace)
-            if res.kind == "StatefulSet":
-                live = [p for p in live if statefulset.is_new_pod(obj, p)]
-            pods = [self._pod(p) for p in live]
-            return self._assess(res, obj, lambda events: WORKLOADS[res.kind](obj, events, pods)), pods
-        if res.kind == "PersistentVolumeClaim":
-            return self._assess(res, obj, lambda events: pvc.assess(obj, events, mounted=res.name in self._mounted)), []
-        if res.kind == "Service":
-            return self._assess(res, obj, lambda events: service.assess(obj, events)), []
-        if res.kind == "Pod":
-            return self._pod(obj), []
-        return ResourceState(res.kind, res.name, True, "exists"), []
+        if kind.assess is None:
+            return ResourceState(res.kind, res.name, True, "exists"), []
+        return self._judge(kind, obj, res.namespace)
 
-    def _assess(self, res: manifest.Resource, obj: dict[str, Any], rule) -> ResourceState:
-        """The rule without events first: Events are read only for what is not ready."""
-        first = rule([])
-        return first if first.ready else rule(self._events(res.kind, res.name, res.namespace))
-
-    def _pod(self, obj: dict[str, Any]) -> ResourceState:
-        first = pod.assess(obj, [])
-        if first.ready:
-            return first
-        return pod.assess(obj, self._events("Pod", name_of(obj), obj["metadata"].get("namespace") or self.namespace))
-
-    def _events(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
-        return reads.events(self.api, kind, name, namespace)
+    def _judge(self, kind: kinds.Kind, obj: dict[str, Any], namespace: str) -> tuple[ResourceState, list[ResourceState]]:
+        """The kind's rule on what it reads; its Events only when the rule without them says not ready."""
+        pods: list[ResourceState] = []
+        related = kinds.Related(release=tuple(r.body for r in self.release.resources) if self.release else None,
+                                since=self.release.written if self.release else None)
+        if Read.PODS in kind.reads and kind.pods is not None:
+            live = self._pods[(kind.name, name_of(obj))] = kind.pods(self.api, obj, namespace)
+            pods = [self._judge(kinds.get("Pod"), p, namespace)[0] for p in live]
+        if Read.JOBS in kind.reads:
+            related = replace(related, jobs=tuple(reads.owned_jobs(self.api, obj, namespace)))
+        related = replace(related, pods=tuple(pods))
+        first = kind.assess(obj, related)
+        if first.ready or Read.EVENTS not in kind.reads:
+            return first, pods
+        events = reads.events(self.api, kind.name, name_of(obj), (obj.get("metadata") or {}).get("namespace") or namespace)
+        return kind.assess(obj, replace(related, events=tuple(events))), pods
 
     # --- failing for too long ----------------------------------------------------------------------------
 
@@ -147,13 +134,13 @@ class ReleaseWatch:
         self._first_seen = first_seen
         if not any(now - first >= self.grace_s for first in first_seen.values()):
             return None
-        root = min(failing, key=lambda s: (ROOT_CAUSE_ORDER.get(s.kind, 0), first_seen[(s.kind, s.name, s.failing)]))
+        root = min(failing, key=lambda s: (_rank(s.kind), first_seen[(s.kind, s.name, s.failing)]))
         return self._diagnose(root)
 
     def _diagnose(self, found: ResourceState) -> Failure:
         failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
-                          found.container, summary=found.summary)
-        if found.kind == "Pod" and found.container:
+                          found.container, summary=found.summary, owned=found.owned)
+        if found.container:  # a pod's: its logs are the evidence
             failure.logs = reads.log_tail(self.api, self.namespace, found.name, found.container)
         return failure
 
@@ -204,7 +191,7 @@ class ReleaseWatch:
             return [f"deployment {self.release_name} is missing"]
         wrong = []
         for name in names:
-            pods = self._deployment_pods.get(name)
+            pods = self._pods.get(("Deployment", name))
             if pods is None:
                 wrong.append(f"deployment {name} is missing")
                 continue
@@ -212,3 +199,8 @@ class ReleaseWatch:
                 wrong.extend(f"{name_of(live)} runs {c.get('image')}" for c in (live.get("spec") or {}).get("containers") or []
                              if not same_image(c.get("image") or "", expected))
         return wrong
+
+
+def _rank(kind: str) -> int:
+    found = kinds.get(kind)
+    return found.rank if found else 0

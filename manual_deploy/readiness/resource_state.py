@@ -27,6 +27,7 @@ class ResourceState:
     events: tuple[str, ...] = ()
     container: str | None = None  # pods: the container the failure is about (its logs are the evidence)
     message: str = ""  # a failing state's own words (the Event's or the container's), for Failure.message
+    owned: str = ""  # what a failing state is about, when the object owns it: `job/x-29012345` of a CronJob
 
     @property
     def label(self) -> str:
@@ -45,6 +46,7 @@ class Failure:
     container: str | None = None
     logs: list[str] = field(default_factory=list)
     summary: str = ""  # the state in a few words: `Pending — storageclass "x" not found (ProvisioningFailed, 3×)`
+    owned: str = ""  # see ResourceState.owned
 
     @property
     def subject(self) -> str:
@@ -114,10 +116,11 @@ def because(events: list[dict[str, Any]], *reasons: str) -> tuple[str, str, int]
 
 
 def state(obj_kind: str, name: str, ready: bool, summary: str, *, failing: str | None = None,
-          events: list[dict[str, Any]] | None = None, container: str | None = None, message: str = "") -> ResourceState:
+          events: list[dict[str, Any]] | None = None, container: str | None = None, message: str = "",
+          owned: str = "") -> ResourceState:
     """A ResourceState whose events are shown only when it is not ready (ready ones need no story)."""
     return ResourceState(obj_kind, name, ready, summary, failing, () if ready else event_lines(events or []), container,
-                         message)
+                         message, owned)
 
 
 def with_worst_pod(summary: str, pods: Iterable[ResourceState], *, failing_only: bool = False) -> str:

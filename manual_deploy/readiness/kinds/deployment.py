@@ -6,21 +6,36 @@ can, so the Deployment's summary carries the first pod problem along.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from manual_deploy.deployment_state import REVISION, DeploymentState
+from manual_deploy.readiness import reads
+from manual_deploy.readiness.kinds import Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, name_of, state, with_worst_pod
 
+if TYPE_CHECKING:
+    from manual_deploy.readiness.api import Api
 
-def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
+
+def assess(deployment: dict[str, Any], related: Related = Related()) -> ResourceState:
     live = DeploymentState.from_dict(deployment)
     verdict = live.verdict()
     if verdict.state == "done":
         return state("Deployment", live.name, True, verdict.message)
     failing = "ProgressDeadlineExceeded" if verdict.state == "failed" else None
-    summary = with_worst_pod(verdict.message, pods)
-    return state("Deployment", live.name, False, summary, failing=failing, events=events,
+    summary = with_worst_pod(verdict.message, related.pods)
+    return state("Deployment", live.name, False, summary, failing=failing, events=list(related.events),
                  message=live.deadline_exceeded or "")
+
+
+def new_pods(api: Api, deployment: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    """The live pods of the Deployment's current ReplicaSet (see current_replica_set)."""
+    selector = reads.selector_text(deployment)
+    current = current_replica_set(deployment, api.items(reads.path("ReplicaSet", namespace), labels=selector))
+    if current is None:
+        return []
+    pods = api.items(reads.path("Pod", namespace), labels=pod_selector(deployment, current))
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
 def _revision(replica_set: dict[str, Any]) -> int:
@@ -52,12 +67,11 @@ def current_replica_set(deployment: dict[str, Any], replica_sets: list[dict[str,
 
 def pod_selector(deployment: dict[str, Any], replica_set: dict[str, Any]) -> str:
     """The label selector of the ReplicaSet's pods: the Deployment's, narrowed by pod-template-hash."""
-    selector = selector_text(deployment)
+    selector = reads.selector_text(deployment)
     template_hash = ((replica_set.get("metadata") or {}).get("labels") or {}).get("pod-template-hash")
     return f"{selector},pod-template-hash={template_hash}" if template_hash else selector
 
 
-def selector_text(workload: dict[str, Any]) -> str:
-    """matchLabels as a label selector (matchExpressions are not used by the ingest charts)."""
-    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+KIND = Kind("Deployment", "/apis/apps/v1", "deployments", assess, Read.EVENTS | Read.PODS, new_pods, rank=2,
+            verbs=("get", "list", "create", "patch", "delete"), why="the app (delete: --force-refresh)",
+            remedies={"ProgressDeadlineExceeded": "the Deployment stopped progressing: the pods' own states above say why"})

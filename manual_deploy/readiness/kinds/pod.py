@@ -9,16 +9,32 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from manual_deploy.readiness.kinds import Access, Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, because, event_time, latest, name_of, state
 
-FAILING_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError",
-                             "CreateContainerError", "InvalidImageName"})
+# Container states only a new image fixes (the verb says how to give one): listed here only.
+IMAGE_FAULTS_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerError",
+                                  "InvalidImageName"})
+FAILING_WAITING = IMAGE_FAULTS_WAITING | {"CreateContainerConfigError"}
 FAILING_TERMINATED = frozenset({"OOMKilled"})
 SCALE_UP_WINDOW = dt.timedelta(minutes=10)  # a new EKS node joins in 2-5 minutes; after that, scheduling is stuck
 
+REMEDIES = {
+    "FailedScheduling": "the cluster cannot place the pod (the scheduler's words are above): free or add nodes, or lower "
+                        "the chart's resource requests (`kubectl describe nodes` shows what is allocated)",
+    "Unhealthy": "the app runs but its probe keeps failing: read its logs (`kubectl logs -n {namespace} <pod>`) and check "
+                 "the probe's path and port; fix the app or the chart",
+    "CreateContainerConfigError": "create the Secret or ConfigMap key the pod needs in {namespace} "
+                                  "(`kubectl -n {namespace} get secret`), or fix the reference in the chart",
+    "FailedAttachVolume": "the volume cannot attach (Multi-Attach: the old pod still holds a ReadWriteOnce volume; "
+                          "`kubectl -n {namespace} get pods -o wide` shows where); free it",
+    "FailedMount": "a volume cannot be mounted: create the Secret or ConfigMap (or the key) it names in {namespace}, "
+                   "or free the disk it waits for (the events above say which)",
+}
 
-def assess(pod: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime | None = None) -> ResourceState:
-    name = name_of(pod)
+
+def assess(pod: dict[str, Any], related: Related = Related()) -> ResourceState:
+    name, events, now = name_of(pod), list(related.events), related.now
     status = pod.get("status") or {}
     phase = status.get("phase") or "Pending"
     statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
@@ -96,3 +112,8 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
 def is_ready(pod: dict[str, Any]) -> bool:
     ready = _condition(pod.get("status") or {}, "Ready")
     return (pod.get("status") or {}).get("phase") == "Succeeded" or (ready is not None and ready.get("status") == "True")
+
+
+KIND = Kind("Pod", "/api/v1", "pods", assess, Read.EVENTS, rank=1, verbs=("get", "list"), why="the rollout watch",
+            more_access=(Access("pods/log", "", ("get", "list"), "a failed pod's last log lines"),),
+            remedies=REMEDIES, image_faults=IMAGE_FAULTS_WAITING | FAILING_TERMINATED)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from manual_deploy.readiness import reads
+from manual_deploy.readiness.kinds import Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, name_of, state, with_worst_pod
 
 
-def assess(ds: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
-    name = name_of(ds)
+def assess(ds: dict[str, Any], related: Related = Related()) -> ResourceState:
+    name, events = name_of(ds), list(related.events)
     meta, status = ds.get("metadata") or {}, ds.get("status") or {}
     desired = status.get("desiredNumberScheduled") or 0
     updated, ready = status.get("updatedNumberScheduled") or 0, status.get("numberReady") or 0
@@ -20,5 +22,9 @@ def assess(ds: dict[str, Any], events: list[dict[str, Any]], pods: list[Resource
         summary = f"{ready} of {desired} updated pods ready"
     else:
         return state("DaemonSet", name, True, f"rolled out: {ready}/{desired} ready")
-    summary = with_worst_pod(summary, pods)
+    summary = with_worst_pod(summary, related.pods)
     return state("DaemonSet", name, False, summary, events=events)
+
+
+KIND = Kind("DaemonSet", "/apis/apps/v1", "daemonsets", assess, Read.EVENTS | Read.PODS, reads.owned_pods, rank=2,
+            verbs=("get",), why="the rollout watch")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from manual_deploy.readiness.kinds import Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, because, name_of, state
 
 
-def assess(service: dict[str, Any], events: list[dict[str, Any]]) -> ResourceState:
-    name = name_of(service)
+def assess(service: dict[str, Any], related: Related = Related()) -> ResourceState:
+    name, events = name_of(service), list(related.events)
     spec = service.get("spec") or {}
     kind = spec.get("type") or "ClusterIP"
     if kind != "LoadBalancer":
@@ -24,3 +25,8 @@ def assess(service: dict[str, Any], events: list[dict[str, Any]]) -> ResourceSta
         return state("Service", name, False, f"no load balancer address — {message} ({reason}, {count}×)",
                      failing=reason, events=events, message=message)
     return state("Service", name, False, "no load balancer address yet", events=events)
+
+
+KIND = Kind("Service", "/api/v1", "services", assess, Read.EVENTS, verbs=("get", "create", "patch"),
+            why="the chart's Services",
+            remedies={"SyncLoadBalancerFailed": "the cloud refused the load balancer (quota, subnets: see the event); fix that"})

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from manual_deploy.readiness.kinds import Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, because, name_of, state
 
 # Reasons after which waiting will not bind the claim (a missing StorageClass, no matching volume).
 FAILING = ("ProvisioningFailed", "FailedBinding")
 
 
-def assess(claim: dict[str, Any], events: list[dict[str, Any]], *, mounted: bool = True) -> ResourceState:
-    """`mounted`: some workload of the release mounts the claim (else WaitForFirstConsumer never ends)."""
-    name = name_of(claim)
+def assess(claim: dict[str, Any], related: Related = Related()) -> ResourceState:
+    """A claim no workload of the release mounts never binds under WaitForFirstConsumer (`related.release`)."""
+    name, events = name_of(claim), list(related.events)
+    mounted = related.release is None or name in claims_mounted(list(related.release))
     status = claim.get("status") or {}
     phase = status.get("phase") or "Pending"
     if phase == "Bound":
@@ -62,3 +64,15 @@ def claims_mounted(resources: list[dict[str, Any]]) -> set[str]:
             if claim:
                 names.add(claim)
     return names
+
+
+KIND = Kind("PersistentVolumeClaim", "/api/v1", "persistentvolumeclaims", assess, Read.EVENTS,
+            verbs=("get", "create", "patch"), why="the chart's claims", remedies={
+                "ProvisioningFailed": "create the StorageClass the claim names in the cluster, or fix its storageClassName "
+                                      "in ingest-kube-deployment (`kubectl get storageclass` lists what exists)",
+                "FailedBinding": "the claim names no StorageClass and the cluster has no default: set storageClassName in "
+                                 "the chart",
+                "NoConsumer": "the claim's StorageClass binds only when a pod mounts it, and nothing in the chart does: "
+                              "mount it or use an Immediate class",
+                "ClaimLost": "the claim's volume is gone: restore it from a snapshot or recreate the claim",
+            })
