@@ -134,8 +134,23 @@ class ReleaseWatch:
         self._first_seen = first_seen
         if not any(now - first >= self.grace_s for first in first_seen.values()):
             return None
-        root = min(failing, key=lambda s: (_rank(s.kind), first_seen[(s.kind, s.name, s.failing)]))
-        return self._diagnose(root)
+        return self._diagnose(self._root(failing))
+
+    def _root(self, failing: list[ResourceState]) -> ResourceState:
+        """The most basic failing state (by its kind's rank), the longest failing among equals."""
+        return min(failing, key=lambda s: (_rank(s.kind), self._first_seen.get((s.kind, s.name, s.failing), 0.0)))
+
+    def failing_now(self) -> Failure | None:
+        """The root cause among the states failing at the last look, grace or not: once helm has said ready
+        there is nothing left to wait for."""
+        found = [s for s in (*self.last.pods, *self.last.states) if s.failing] if self.last else []
+        return self._diagnose(self._root(found)) if found else None
+
+    def settling(self) -> list[ResourceState]:
+        """What was not ready at the last look without failing, of kinds that may settle after a deploy
+        (an Ingress's address): a warning then, not a failure."""
+        states = self.last.states if self.last else ()
+        return [s for s in states if not s.ready and not s.failing and _settles(s.kind)]
 
     def _diagnose(self, found: ResourceState) -> Failure:
         failure = Failure(found.kind, found.name, found.failing or "", found.message or found.summary, list(found.events),
@@ -204,3 +219,8 @@ class ReleaseWatch:
 def _rank(kind: str) -> int:
     found = kinds.get(kind)
     return found.rank if found else 0
+
+
+def _settles(kind: str) -> bool:
+    found = kinds.get(kind)
+    return found is not None and found.settles_after

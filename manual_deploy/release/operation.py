@@ -41,11 +41,13 @@ class WatchedHelm:
             revision, watch = await self._helm_with_retries(change)
             self._still_ours(change)
             try:
-                await self.final_check(change, watch)
+                failure = await self.final_check(change, watch)
             except OperationFailed as exc:
                 self.tx.out.error(f"{name}: {exc.message}; rolling back")
                 exc.message += f"; {await self.tx.undo(change)}"
                 raise
+            if failure is not None:  # the same path as a failure found while helm waited: remedy, then undo
+                raise await self._rollout_failed(change, failure, helm_done=True)
         except asyncio.CancelledError:
             if self.tx.locks.lost(name) is None:
                 self.tx.out.warn(f"{name}: {interrupts.name()} received: stopping helm and undoing what had started")
@@ -99,19 +101,22 @@ class WatchedHelm:
                 raise OperationFailed(f"{name}: helm {change.action} failed midway: {blip}; once the cluster answered again: {back}",
                                       hint=f"check the VPN and `manual-deploy doctor --env {self.tx.guard.env}`, then `{change.rerun}`")
 
-    async def _rollout_failed(self, change: Change, failure) -> OperationFailed:
+    async def _rollout_failed(self, change: Change, failure, *, helm_done: bool = False) -> OperationFailed:
+        """Say what failed and its evidence, undo the change, and name the fix (the failing kind's remedy)."""
         from manual_deploy.readiness.advice import remedy
 
         name, ns = change.app.name, self.tx.target.namespace
-        self.tx.out.error(f"{name}: rollout failed, stopping helm and rolling back")
+        stopping = "after helm reported success; rolling back" if helm_done else "stopping helm and rolling back"
+        self.tx.out.error(f"{name}: rollout failed, {stopping}")
         self.tx.out.info(failure.report())
         back = await self.tx.undo(change)
         # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
         words = failure.message if failure.kind == "Pod" and failure.message else failure.summary
         state = f" ({words})" if words else ""
         fix = remedy(failure, ns)
-        return OperationFailed(f"{name}: {failure.reason} in {failure.subject} for {format_duration(self.tx.guard.grace_s)}{state}; "
-                               f"{back}", hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
+        when = "after helm reported success" if helm_done else f"for {format_duration(self.tx.guard.grace_s)}"
+        return OperationFailed(f"{name}: {failure.reason} in {failure.subject} {when}{state}; {back}",
+                               hint=change.retry_hint if fix is None else f"{fix}; then `{change.rerun}`")
 
     async def _helm_failed(self, change: Change, exc: Exception, watch) -> OperationFailed:
         """helm gave up (its --timeout, or it was killed): say what it waited for; undo what it left half-done."""
@@ -133,24 +138,42 @@ class WatchedHelm:
         if holder is not None:
             raise lock_lost(change.app.name, holder, self.tx.guard.env)
 
-    async def final_check(self, change: Change, watch) -> None:
-        """helm says ready; prove every resource is ready and every new pod runs the expected image."""
+    async def final_check(self, change: Change, watch):
+        """helm says ready; prove every resource is ready and every new pod runs the expected image.
+
+        A failing state found here is returned (the Failure), to go the way of one found while helm
+        waited; what may settle later (an Ingress's address: helm does not wait for it either) is a
+        warning; anything else still not ready is an OperationFailed."""
         deadline = time.monotonic() + FINAL_CHECK_S
         while True:
             self._still_ours(change)
             look = await asyncio.to_thread(watch.check)
-            if look.all_ready or time.monotonic() > deadline:
+            if look.all_ready or look.failure is not None or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         name = change.app.name
         status = f"see what runs now: `manual-deploy status --env {self.tx.guard.env} --app {name}`"
         if not look.all_ready:
-            raise OperationFailed(f"{name}: helm reported success but it is still {watch.progress()}", hint=status)
+            failure = look.failure or watch.failing_now()
+            if failure is not None:
+                return failure
+            self._settling(change, look, watch, status)
         wrong = watch.pods_not_running(change.expected_image)
         if wrong:
             raise OperationFailed(f"{name}: pods not running {change.expected_image}: {'; '.join(wrong)}", hint=status)
         rolled = "; ".join(f"deployment {s.name} {s.summary}" for s in look.states if s.kind == "Deployment")
         self.tx.out.success(f"{name}: {rolled or watch.progress()}, all on {change.expected_image}")
+        return None
+
+    def _settling(self, change: Change, look, watch, status: str) -> None:
+        """Warn of what may still settle after the deploy; refuse when anything else is not ready."""
+        name, ns = change.app.name, self.tx.target.namespace
+        settling = watch.settling()
+        if look.revision is None or any(not s.ready and s not in settling for s in look.states):
+            raise OperationFailed(f"{name}: helm reported success but it is still {watch.progress()}", hint=status)
+        for found in settling:
+            self.tx.out.warn(f"{name}: {found.label}: {found.summary}, not waited for (helm does not wait for it "
+                             f"either); check it later: `kubectl -n {ns} describe {found.kind.lower()} {found.name}`")
 
 
 def _indent(text: str) -> str:
