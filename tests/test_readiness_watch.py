@@ -341,3 +341,55 @@ def test_a_pod_the_scheduler_cannot_place_is_named_with_the_schedulers_words(clu
     assert failure.message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
     assert failure.report().startswith(f"pod {failure.name}: FailedScheduling 0/1 nodes are available")
     assert any(line.startswith("Warning FailedScheduling: 0/1 nodes") for line in failure.events)
+
+
+def cronjob(name: str, image: str, *, suspend: bool = False) -> dict:
+    """As ingest-kube-deployment's cron-jobs/update-project-catalogue chart makes one."""
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": "0 3 * * *", "suspend": suspend, "concurrencyPolicy": "Forbid", "jobTemplate": {"spec": {
+                "backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+                                                         "containers": [{"name": "update", "image": image}]}}}}}}
+
+
+def started_by(api, made, job: str) -> None:
+    """A Job from the CronJob's template, owned by it, as the CronJob controller starts one at its schedule."""
+    client.BatchV1Api(api).create_namespaced_job(NS, {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job, "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "controller": True,
+                                                         "name": made.metadata.name, "uid": made.metadata.uid}]},
+        "spec": client.ApiClient().sanitize_for_serialization(made.spec.job_template.spec)})
+
+
+def test_a_failed_job_a_cronjob_started_is_named_in_progress_and_fails_after_grace(cluster):
+    kube, api = cluster
+    kube.add_failure("*:bad-catalogue", "CrashLoopBackOff")
+    doc = cronjob("update-project-catalogue", "quay.io/ebi-ait/ingest-catalogue:bad-catalogue")
+    write_release(api, "update-project-catalogue", 1, [doc])
+    made = client.BatchV1Api(api).create_namespaced_cron_job(NS, doc)
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "update-project-catalogue", grace_s=5, clock=clock)
+    look = watch.check()
+    assert look.all_ready and look.states[0].summary == "scheduled 0 3 * * *"
+
+    started_by(api, made, "update-project-catalogue-29012345")
+    look = until(watch, lambda r: any(s.failing for s in r.states))
+    assert look.failure is None
+    assert watch.progress() == ("waiting for CronJob update-project-catalogue: job update-project-catalogue-29012345 "
+                                "failed — BackoffLimitExceeded: Job has reached the specified backoff limit")
+
+    clock.now += 5
+    failure = watch.check().failure
+    assert (failure.kind, failure.name, failure.reason, failure.owned) == (
+        "CronJob", "update-project-catalogue", "BackoffLimitExceeded", "job/update-project-catalogue-29012345")
+
+
+def test_a_suspended_cronjob_fails_after_grace(cluster):
+    kube, api = cluster
+    doc = cronjob("update-project-catalogue", "quay.io/ebi-ait/ingest-catalogue:c1", suspend=True)
+    write_release(api, "update-project-catalogue", 1, [doc])
+    client.BatchV1Api(api).create_namespaced_cron_job(NS, doc)
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "update-project-catalogue", grace_s=5, clock=clock)
+    assert watch.check().states[0].failing == "Suspended"
+    clock.now += 5
+    assert watch.check().failure.reason == "Suspended"
