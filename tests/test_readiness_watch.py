@@ -393,3 +393,32 @@ def test_a_suspended_cronjob_fails_after_grace(cluster):
     assert watch.check().states[0].failing == "Suspended"
     clock.now += 5
     assert watch.check().failure.reason == "Suspended"
+
+
+def ingress(name: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
+            "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{
+                "path": "/", "pathType": "Prefix", "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}
+
+
+def test_an_ingress_without_an_address_names_the_controllers_warning_after_grace(cluster):
+    """The Warning the AWS load-balancer controller writes: injected into the emulator, or written by hand
+    where the emulator has no Ingress controller."""
+    kube, api = cluster
+    built = "Failed build model due to ingress: prod-environment/ingest-ui: none certificate found"
+    controller = hasattr(kube, "add_ingress_failure")
+    if controller:
+        kube.add_ingress_failure("ingest-ui", "FailedBuildModel", built)
+    doc = ingress("ingest-ui")
+    write_release(api, "ingest-ui", 1, [doc])
+    client.NetworkingV1Api(api).create_namespaced_ingress(NS, doc)
+    clock = FakeClock()
+    watch = ReleaseWatch(api, NS, "ingest-ui", grace_s=5, clock=clock)
+    if not controller:
+        assert watch.check().states[0].summary == "waiting for an address"
+        object_event(api, "Ingress", "ingest-ui", "FailedBuildModel", built)
+    until(watch, lambda r: r.states[0].failing == "FailedBuildModel")
+    assert watch.progress().startswith(f"waiting for Ingress ingest-ui: no address — {built} (FailedBuildModel, ")
+    clock.now += 5
+    failure = watch.check().failure
+    assert (failure.kind, failure.name, failure.reason, failure.message) == ("Ingress", "ingest-ui", "FailedBuildModel", built)
