@@ -22,13 +22,14 @@ from typing import Any
 
 from manual_deploy_sandbox.kube import admission
 from manual_deploy_sandbox.kube.cluster import Cluster
+from manual_deploy_sandbox.kube.cronjobs import CRONJOBS, CronJobController
 from manual_deploy_sandbox.kube.events import EventRecorder
 from manual_deploy_sandbox.kube.kubelet import PODS, PROGRESS_DEADLINE_EXCEEDED, Failures, Kubelet
 from manual_deploy_sandbox.kube.resources import by_path
 from manual_deploy_sandbox.kube.scheduler import Scheduler
 from manual_deploy_sandbox.kube.storage import CLAIMS, VOLUMES, VolumeController
 from manual_deploy_sandbox.kube.volumes import VolumeFailures
-from manual_deploy_sandbox.kube.workloads import InstantWorkloads
+from manual_deploy_sandbox.kube.workloads import JOBS, InstantWorkloads
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Controller:
         self.scheduler = Scheduler(cluster, self.events, failures, clock=clock)
         self.kubelet = Kubelet(cluster, self.events, failures, start_delay=pod_start_delay, clock=clock,
                                volume_failures=volume_failures)
-        self.others = InstantWorkloads(cluster, failures, delay=pod_start_delay, clock=clock)
+        self.others = InstantWorkloads(cluster, failures, delay=pod_start_delay, clock=clock, events=self.events)
+        self.cronjobs = CronJobController(cluster, self.events)
         self._rollouts: dict[tuple[str, str], float] = {}  # (deployment uid, RS name) -> when it started
 
     async def run(self, closing: asyncio.Event) -> None:
@@ -77,14 +79,14 @@ class Controller:
                 break
             if store.resource_version == before:
                 break
-        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS, CLAIMS, VOLUMES)
+        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS, CLAIMS, VOLUMES, JOBS, CRONJOBS)
                 for o in store.list(r, copy=False)}
         self.events.forget(live)
         self._rollouts = {k: v for k, v in self._rollouts.items() if k[0] in live}
 
     def _pass(self) -> None:
         """Deployments -> ReplicaSets -> pods (claims bound, pods scheduled, kubelet) -> ReplicaSet status ->
-        Deployment status (-> other workloads).
+        Deployment status (-> other workloads -> CronJobs).
 
         Reads are uncopied snapshots of the store (cheap); anything changed is copied first.
         """
@@ -105,6 +107,7 @@ class Controller:
         for dep in store.list(DEPLOYMENTS, copy=False):
             self._sync_deployment_status(dep, owned_rs.get(dep["metadata"]["uid"], []), owned_pods)
         self.others.sync()
+        self.cronjobs.sync()
 
     # ------------------------------------------------------------------------------------- deployments
 

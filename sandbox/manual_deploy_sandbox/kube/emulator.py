@@ -171,6 +171,17 @@ class KubeEmulator:
         """Forget every deny() and unmap_user()."""
         self._authorizer.clear()
 
+    def run_cronjob(self, namespace: str, name: str) -> str | None:
+        """Start the CronJob's Job now, as its schedule firing would (the emulator has no cron timer).
+
+        Returns the Job's name (`<cronjob>-<scheduled minute>`), or None when a real controller would
+        start nothing: the CronJob is suspended, or its concurrencyPolicy is Forbid and a Job still runs.
+        The Job completes or fails like any other (add_failure on its image: BackoffLimitExceeded).
+        """
+        if self._api is None:
+            raise RuntimeError("start the emulator before running a CronJob")
+        return self._call(lambda api: _run_and_settle(api, namespace, name))
+
     @property
     def failures(self) -> list[dict[str, str]]:
         return self._failures.as_list()
@@ -249,6 +260,13 @@ class KubeEmulator:
                 await asyncio.wait_for(ticker, STOP_TIMEOUT)
         finally:
             await runner.cleanup()
+
+
+def _run_and_settle(api: KubeApi, namespace: str, name: str) -> str | None:
+    """Start a CronJob's Job and let the controllers react at once, as after any API write."""
+    started = api.controller.cronjobs.run(namespace, name)
+    api.controller.sync()
+    return started
 
 
 def _request_factory(loop: asyncio.AbstractEventLoop) -> Callable[..., aiohttp.web.BaseRequest]:

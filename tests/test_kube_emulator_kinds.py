@@ -1,0 +1,203 @@
+"""The kube emulator's CronJobs and Ingresses, as the product's readiness rules meet them on EKS.
+
+A CronJob starts a Job only when its schedule fires; `run_cronjob` fires it now, and the Job is the
+real controller's (name, labels, owner, status.active / lastSuccessfulTime) and ends like any Job in
+the emulator. An Ingress gets its load balancer's hostname from the (emulated) AWS load balancer
+controller, or that controller's Warning Events when it cannot build one. Everything is checked
+through the kubernetes client and, for a chart holding both kinds, through the real helm.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from manual_deploy_sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONTEXT = "ingest-eks-prod"
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def kube():
+    emulator = KubeEmulator(tls=False, pod_start_delay=0.2, progress_deadline=1.0).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def kubeconfig_and_client(kube, tmp_path_factory):
+    kubeconfig = write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", ingest_contexts(kube.url))
+    api = config.new_client_from_config(config_file=str(kubeconfig), context=CONTEXT)
+    yield kubeconfig, api
+    api.close()
+
+
+@pytest.fixture
+def core(kubeconfig_and_client):
+    return client.CoreV1Api(kubeconfig_and_client[1])
+
+
+@pytest.fixture
+def batch(kubeconfig_and_client):
+    return client.BatchV1Api(kubeconfig_and_client[1])
+
+
+@pytest.fixture
+def networking(kubeconfig_and_client):
+    return client.NetworkingV1Api(kubeconfig_and_client[1])
+
+
+@pytest.fixture
+def ns(core) -> str:
+    name = f"k{next(_names)}-{os.getpid()}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def wait_for(predicate, timeout: float = 8.0, interval: float = 0.1):
+    """Poll until `predicate()` returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+
+
+def cronjob(name: str, image: str, **spec) -> dict:
+    """The shape of the team's update-project-catalogue CronJob."""
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": "0 3 * * *", **spec, "jobTemplate": {
+                "metadata": {"labels": {"app": name}, "annotations": {"team": "ingest"}},
+                "spec": {"backoffLimit": 2, "template": {"spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "job", "image": image}]}}}}}}
+
+
+def events_about(core, ns: str, kind: str, name: str) -> list:
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    return core.list_namespaced_event(ns, field_selector=selector).items
+
+
+# ----------------------------------------------------------------------------------------- CronJob
+
+
+def test_a_run_starts_a_job_owned_by_the_cronjob_that_completes(kube, batch, core, ns):
+    created = batch.create_namespaced_cron_job(ns, cronjob("catalogue", "quay.io/ebi-ait/catalogue:1"))
+    assert created.spec.suspend is False and created.spec.failed_jobs_history_limit == 1  # apiserver defaults
+
+    name = kube.run_cronjob(ns, "catalogue")
+    assert name is not None and name.startswith("catalogue-") and name.removeprefix("catalogue-").isdigit()
+    job = batch.read_namespaced_job(name, ns)
+    assert job.metadata.labels == {"app": "catalogue"} and job.metadata.annotations["team"] == "ingest"
+    assert "batch.kubernetes.io/cronjob-scheduled-timestamp" in job.metadata.annotations
+    [owner] = job.metadata.owner_references
+    assert (owner.api_version, owner.kind, owner.name, owner.uid, owner.controller) == (
+        "batch/v1", "CronJob", "catalogue", created.metadata.uid, True)
+    started = batch.read_namespaced_cron_job_status("catalogue", ns).status
+    assert started.last_schedule_time is not None
+    assert [ref.name for ref in started.active or []] in ([name], [])  # [] only if it already finished
+
+    done = wait_for(lambda: (j := batch.read_namespaced_job_status(name, ns)).status.completion_time and j)
+    assert [c.type for c in done.status.conditions if c.status == "True"] == ["SuccessCriteriaMet", "Complete"]
+    status = wait_for(lambda: (s := batch.read_namespaced_cron_job_status("catalogue", ns).status)
+                      .last_successful_time and s)
+    assert status.active is None and status.last_successful_time == done.status.completion_time
+    reasons = {e.reason for e in events_about(core, ns, "CronJob", "catalogue")}
+    assert {"SuccessfulCreate", "SawCompletedJob"} <= reasons
+
+
+def test_a_job_whose_image_fails_exceeds_its_backoff_limit_with_an_event(kube, batch, core, ns):
+    kube.add_failure("quay.io/ebi-ait/catalogue:broken*", "CrashLoopBackOff")
+    try:
+        batch.create_namespaced_cron_job(ns, cronjob("broken", "quay.io/ebi-ait/catalogue:broken-1"))
+        name = kube.run_cronjob(ns, "broken")
+        failed = wait_for(lambda: (j := batch.read_namespaced_job_status(name, ns)).status.conditions and j)
+    finally:
+        kube.clear_failures()
+    assert failed.status.failed == 3 and failed.status.completion_time is None
+    assert [(c.type, c.reason) for c in failed.status.conditions] == [
+        ("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")]
+    [event] = wait_for(lambda: events_about(core, ns, "Job", name))
+    assert (event.type, event.reason, event.source.component) == ("Warning", "BackoffLimitExceeded", "job-controller")
+    status = wait_for(lambda: (s := batch.read_namespaced_cron_job_status("broken", ns).status).active is None and s)
+    assert status.last_successful_time is None and status.last_schedule_time is not None
+
+
+def test_runs_get_their_own_names_and_the_failed_history_is_pruned(kube, batch, ns):
+    kube.add_failure("quay.io/ebi-ait/catalogue:again*", "ImagePullBackOff")
+    try:
+        batch.create_namespaced_cron_job(ns, cronjob("again", "quay.io/ebi-ait/catalogue:again-1"))
+        first = kube.run_cronjob(ns, "again")
+        wait_for(lambda: batch.read_namespaced_job_status(first, ns).status.conditions)
+        second = kube.run_cronjob(ns, "again")
+        assert second != first
+        wait_for(lambda: [j.metadata.name for j in batch.list_namespaced_job(ns).items] == [second])
+    finally:
+        kube.clear_failures()
+
+
+def test_a_suspended_cronjob_starts_nothing(kube, batch, ns):
+    batch.create_namespaced_cron_job(ns, cronjob("paused", "quay.io/ebi-ait/catalogue:1", suspend=True))
+    assert kube.run_cronjob(ns, "paused") is None
+    assert batch.list_namespaced_job(ns).items == []
+    assert batch.read_namespaced_cron_job_status("paused", ns).status.last_schedule_time is None
+
+
+def test_forbid_skips_a_run_while_the_last_one_runs(tmp_path):
+    with KubeEmulator(tls=False, pod_start_delay=5.0) as slow:  # its Jobs take 5 s to finish
+        api = config.new_client_from_config(config_file=str(write_kubeconfig(
+            tmp_path / "config", ingest_contexts(slow.url))), context=CONTEXT)
+        try:
+            client.BatchV1Api(api).create_namespaced_cron_job("default", cronjob(
+                "single", "quay.io/ebi-ait/catalogue:1", concurrencyPolicy="Forbid"))
+            assert slow.run_cronjob("default", "single") is not None
+            assert slow.run_cronjob("default", "single") is None
+            assert len(client.BatchV1Api(api).list_namespaced_job("default").items) == 1
+        finally:
+            api.close()
+
+
+def test_the_apiserver_refuses_what_batch_v1_refuses(batch, ns):
+    always = cronjob("always", "quay.io/ebi-ait/catalogue:1")
+    del always["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"]
+    unscheduled = cronjob("unscheduled", "quay.io/ebi-ait/catalogue:1", schedule="nightly")
+    for body, field in ((always, "spec.jobTemplate.spec.template.spec.restartPolicy"), (unscheduled, "spec.schedule")):
+        with pytest.raises(ApiException) as refused:
+            batch.create_namespaced_cron_job(ns, body)
+        assert refused.value.status == 422 and field in json.loads(refused.value.body)["message"]
+
+
+def test_deleting_the_cronjob_deletes_its_jobs(kube, batch, ns):
+    batch.create_namespaced_cron_job(ns, cronjob("gone", "quay.io/ebi-ait/catalogue:1"))
+    kube.run_cronjob(ns, "gone")
+    batch.delete_namespaced_cron_job("gone", ns)
+    assert batch.list_namespaced_job(ns).items == []
+
+
+def test_rbac_refuses_cronjobs_without_a_grant(kube, batch, ns):
+    batch.create_namespaced_cron_job(ns, cronjob("guarded", "quay.io/ebi-ait/catalogue:1"))
+    kube.deny("list", "cronjobs", group="batch", namespace=ns)
+    try:
+        with pytest.raises(ApiException) as refused:
+            batch.list_namespaced_cron_job(ns)
+        assert batch.read_namespaced_cron_job("guarded", ns).metadata.name == "guarded"  # get is still granted
+    finally:
+        kube.clear_denials()
+    assert refused.value.status == 403 and json.loads(refused.value.body)["message"] == (
+        f'cronjobs.batch is forbidden: User "system:anonymous" cannot list resource "cronjobs" in API group '
+        f'"batch" in the namespace "{ns}"')
+    assert [c.metadata.name for c in batch.list_namespaced_cron_job(ns).items] == ["guarded"]
