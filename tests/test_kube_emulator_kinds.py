@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from manual_deploy_sandbox.kube import KubeEmulator, ingest_contexts, write_kubeconfig
+from manual_deploy_sandbox.kube.errors import ApiError
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = "ingest-eks-prod"
@@ -201,3 +202,78 @@ def test_rbac_refuses_cronjobs_without_a_grant(kube, batch, ns):
         f'cronjobs.batch is forbidden: User "system:anonymous" cannot list resource "cronjobs" in API group '
         f'"batch" in the namespace "{ns}"')
     assert [c.metadata.name for c in batch.list_namespaced_cron_job(ns).items] == ["guarded"]
+
+
+# ----------------------------------------------------------------------------------------- Ingress
+
+
+def ingress(name: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "annotations": {"alb.ingress.kubernetes.io/scheme": "internet-facing"}},
+            "spec": {"ingressClassName": "alb", "rules": [{"host": "ingest.example.org", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "ingest-ui", "port": {"number": 80}}}}]}}]}}
+
+
+def address_of(networking, ns: str, name: str) -> str | None:
+    balancer = networking.read_namespaced_ingress_status(name, ns).status.load_balancer
+    return balancer.ingress[0].hostname if balancer and balancer.ingress else None
+
+
+def test_an_ingress_gets_its_load_balancer_hostname_soon(networking, core, ns):
+    created = networking.create_namespaced_ingress(ns, ingress("ingest-ui"))
+    assert created.status.load_balancer.ingress is None
+    began = time.monotonic()
+    hostname = wait_for(lambda: address_of(networking, ns, "ingest-ui"), timeout=3.0, interval=0.05)
+    assert time.monotonic() - began < 1.5
+    assert hostname.startswith(f"k8s-{ns.replace('-', '')[:8]}-ingestui-")
+    assert hostname.endswith(".eu-west-2.elb.amazonaws.com")
+    [event] = events_about(core, ns, "Ingress", "ingest-ui")
+    assert (event.type, event.reason, event.source.component) == ("Normal", "SuccessfullyReconciled", "ingress")
+
+
+def test_an_ingress_the_controller_cannot_build_has_no_address_and_warnings(kube, networking, core, ns):
+    kube.add_ingress_failure("broken-*", reason="FailedDeployModel",
+                             message="Failed deploy model due to AccessDenied: not authorized")
+    kube.add_ingress_failure("no-subnets")
+    assert [f["name"] for f in kube.ingress_failures] == ["broken-*", "no-subnets"]
+    try:
+        for name in ("broken-ui", "no-subnets"):
+            created = networking.create_namespaced_ingress(ns, ingress(name))
+        [event] = wait_for(lambda: events_about(core, ns, "Ingress", "broken-ui"))
+        time.sleep(1.5)  # longer than an address takes, and than one retry
+        assert address_of(networking, ns, "broken-ui") is None and address_of(networking, ns, "no-subnets") is None
+        [again] = events_about(core, ns, "Ingress", "broken-ui")
+        [default] = events_about(core, ns, "Ingress", "no-subnets")
+    finally:
+        kube.clear_failures()
+    assert (event.type, event.reason, event.message, event.source.component) == (
+        "Warning", "FailedDeployModel", "Failed deploy model due to AccessDenied: not authorized", "ingress")
+    involved = event.involved_object
+    assert (involved.kind, involved.name, involved.namespace, involved.api_version) == (
+        "Ingress", "broken-ui", ns, "networking.k8s.io/v1")
+    assert involved.uid == networking.read_namespaced_ingress("broken-ui", ns).metadata.uid
+    assert again.count >= 2 and again.last_timestamp >= again.first_timestamp  # the controller keeps retrying
+    assert default.reason == "FailedBuildModel" and "couldn't auto-discover subnets" in default.message
+    assert created.metadata.name == "no-subnets"
+    assert wait_for(lambda: address_of(networking, ns, "broken-ui"), timeout=3.0)  # fixed: the next retry succeeds
+
+
+def test_an_ingress_without_path_types_is_refused(kube, ns):
+    """What helm sends from an extensions/v1beta1-era template (the client would refuse to send it)."""
+    body = ingress("old-style")
+    del body["spec"]["rules"][0]["http"]["paths"][0]["pathType"]
+    with pytest.raises(ApiError) as refused:
+        kube.create("networking.k8s.io/v1/ingresses", ns, body)
+    assert refused.value.code == 422 and "spec.rules[0].http.paths[0].pathType" in refused.value.message
+
+
+def test_rbac_refuses_ingresses_without_a_grant(kube, networking, ns):
+    kube.deny("get", "ingresses", group="networking.k8s.io")
+    try:
+        with pytest.raises(ApiException) as refused:
+            networking.read_namespaced_ingress("anything", ns)
+    finally:
+        kube.clear_denials()
+    assert refused.value.status == 403 and json.loads(refused.value.body)["details"] == {
+        "name": "anything", "group": "networking.k8s.io", "kind": "ingresses"}

@@ -9,8 +9,9 @@ admission (server-filled fields, refusals), cluster (write semantics), patching,
 protobuf, controller (Deployments/ReplicaSets), scheduler (placement, resource fit), storage
 (StorageClasses, claims, volumes), kubelet (pods, failures, logs), containers (env sources, probes),
 volumes (attach failures), events, workloads (Jobs, StatefulSets, DaemonSets), cronjobs (CronJobs
-run on demand), api (HTTP), auth (tokens, RBAC denials, SelfSubjectAccessReview), emulator (thread +
-lifecycle), certs (HTTPS), kubeconfig, exec_plugin (an `aws eks get-token` stand-in).
+run on demand), ingresses (the load balancer controller), api (HTTP), auth (tokens, RBAC denials,
+SelfSubjectAccessReview), emulator (thread + lifecycle), certs (HTTPS), kubeconfig, exec_plugin (an
+`aws eks get-token` stand-in).
 
 The names below are imported on first use: the exec plugin lives in this package and clients run
 it before every token refresh, so importing the package must not pull in aiohttp and kmock.

@@ -152,6 +152,8 @@ def validate(res: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None)
         causes += _cronjob_causes(obj)
     if (res.group, res.kind) == ("batch", "Job"):
         causes += _restart_policy_causes(obj.get("spec") or {}, "spec")
+    if (res.group, res.kind) == ("networking.k8s.io", "Ingress"):
+        causes += _ingress_causes(obj)
     if causes:
         raise errors.invalid(res, obj["metadata"]["name"], causes)
 
@@ -214,6 +216,19 @@ def _restart_policy_causes(job_spec: dict[str, Any], path: str) -> list[tuple[st
     if policy in ("OnFailure", "Never"):
         return []
     return [(f"{path}.template.spec.restartPolicy", policy, 'supported values: "OnFailure", "Never"')]
+
+
+def _ingress_causes(obj: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """networking.k8s.io/v1 wants a pathType on every path (extensions/v1beta1 charts often lack it)."""
+    return [(f"spec.rules[{r}].http.paths[{p}].pathType", path.get("pathType"),
+             'Required value: supported values: "Exact", "ImplementationSpecific", "Prefix"')
+            for r, rule in enumerate((obj.get("spec") or {}).get("rules") or [])
+            for p, path in enumerate(((rule or {}).get("http") or {}).get("paths") or [])
+            if (path or {}).get("pathType") not in ("Exact", "ImplementationSpecific", "Prefix")]
+
+
+def _default_ingress(ingress: dict[str, Any], _: Allocator) -> None:
+    ingress["status"] = ingress.get("status") or {"loadBalancer": {}}  # what the apiserver stores on create
 
 
 def _default_cronjob(cronjob: dict[str, Any], _: Allocator) -> None:
@@ -351,6 +366,7 @@ DEFAULTERS: dict[tuple[str, str], Callable[[dict[str, Any], Allocator], None]] =
     ("", "Namespace"): _default_namespace, ("", "Event"): _default_event,
     ("", "PersistentVolumeClaim"): _default_claim, ("", "PersistentVolume"): _default_volume,
     ("storage.k8s.io", "StorageClass"): _default_storage_class, ("batch", "CronJob"): _default_cronjob,
+    ("networking.k8s.io", "Ingress"): _default_ingress,
 }
 KEEPERS: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], None]] = {
     ("", "Service"): _keep_service_allocations}

@@ -23,6 +23,7 @@ import yaml
 from manual_deploy_sandbox.kube import auth, errors, patching, protobuf, resources
 from manual_deploy_sandbox.kube.cluster import Cluster
 from manual_deploy_sandbox.kube.controller import Controller
+from manual_deploy_sandbox.kube.ingresses import IngressFailures
 from manual_deploy_sandbox.kube.kubelet import PODS, Failures
 from manual_deploy_sandbox.kube.volumes import VolumeFailures
 from manual_deploy_sandbox.kube.resources import ResourceType
@@ -83,6 +84,7 @@ class KubeApi(kmock.KubernetesEmulator):
     progress_deadline: float = 2.0
     failures: Failures = attrs.field(factory=Failures)
     volume_failures: VolumeFailures = attrs.field(factory=VolumeFailures)
+    ingress_failures: IngressFailures = attrs.field(factory=IngressFailures)
     journal: list[dict[str, Any]] = attrs.field(factory=list)
     store: Store = attrs.field(init=False)
     cluster: Cluster = attrs.field(init=False)
@@ -94,7 +96,8 @@ class KubeApi(kmock.KubernetesEmulator):
         self.store = Store(self.objects)
         self.cluster = Cluster(self.store)
         self.controller = Controller(self.cluster, self.failures, pod_start_delay=self.pod_start_delay,
-                                     progress_deadline=self.progress_deadline, volume_failures=self.volume_failures)
+                                     progress_deadline=self.progress_deadline, volume_failures=self.volume_failures,
+                                     ingress_failures=self.ingress_failures)
         for res in resources.served().values():
             self.resources[res.key] = kmock.ResourceInfo(
                 namespaced=res.namespaced, kind=res.kind, singular=res.singular, verbs=res.verbs,
