@@ -277,3 +277,91 @@ def test_rbac_refuses_ingresses_without_a_grant(kube, networking, ns):
         kube.clear_denials()
     assert refused.value.status == 403 and json.loads(refused.value.body)["details"] == {
         "name": "anything", "group": "networking.k8s.io", "kind": "ingresses"}
+
+
+# -------------------------------------------------------------------------------------------- helm
+
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: catalogue\nversion: 0.1.0\n",
+    "values.yaml": "image: quay.io/ebi-ait/catalogue:1\nschedule: \"0 3 * * *\"\n",
+    "templates/cronjob.yaml": """apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  schedule: {{ .Values.schedule | quote }}
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      backoffLimit: 1
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: update
+              image: {{ .Values.image }}
+""",
+    "templates/ingress.yaml": """apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ .Release.Name }}
+  annotations:
+    alb.ingress.kubernetes.io/scheme: internet-facing
+spec:
+  ingressClassName: alb
+  rules:
+    - host: catalogue.example.org
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: {{ .Release.Name }}, port: {number: 80}}
+""",
+}
+
+
+def helm_binary(major: int) -> Path:
+    env = os.environ.get(f"MANUAL_DEPLOY_HELM{major}")
+    candidate = Path(env) if env else REPO / ".tools" / f"helm{major}"
+    if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+        pytest.skip(f"helm {major} not found: set MANUAL_DEPLOY_HELM{major} or run "
+                    f"`python -m manual_deploy_sandbox.helmbin .tools` (looked at {candidate})")
+    return candidate
+
+
+@pytest.mark.parametrize("major", [3, 4])
+def test_helm_installs_upgrades_and_uninstalls_a_cronjob_and_an_ingress(major, kube, kubeconfig_and_client,
+                                                                        batch, networking, ns, tmp_path):
+    binary = helm_binary(major)
+    for name, text in CHART.items():
+        (tmp_path / "chart" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "chart" / name).write_text(text)
+    env = {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config"),
+           "HELM_DATA_HOME": str(tmp_path / "data")}
+    release = f"catalogue{major}"
+
+    def helm(*args: str) -> None:
+        argv = [str(binary), *args, "--kubeconfig", str(kubeconfig_and_client[0]), "--kube-context", CONTEXT,
+                "--namespace", ns]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env)
+        assert proc.returncode == 0, f"helm {major} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+
+    helm("upgrade", "--install", release, str(tmp_path / "chart"), "--wait", "--timeout", "60s")
+    assert batch.read_namespaced_cron_job(release, ns).spec.schedule == "0 3 * * *"
+    hostname = wait_for(lambda: address_of(networking, ns, release))
+    job = kube.run_cronjob(ns, release)
+    wait_for(lambda: batch.read_namespaced_job_status(job, ns).status.completion_time)
+
+    helm("upgrade", "--install", release, str(tmp_path / "chart"), "--set", "schedule=30 4 * * *",
+         "--wait", "--timeout", "60s")
+    upgraded = batch.read_namespaced_cron_job(release, ns)
+    assert upgraded.spec.schedule == "30 4 * * *" and upgraded.metadata.generation == 2
+    assert upgraded.status.last_schedule_time is not None  # helm's patch leaves the controller's status alone
+    assert address_of(networking, ns, release) == hostname
+
+    helm("uninstall", release, "--wait", "--timeout", "60s")
+    assert batch.list_namespaced_cron_job(ns).items == [] and batch.list_namespaced_job(ns).items == []
+    assert networking.list_namespaced_ingress(ns).items == []
