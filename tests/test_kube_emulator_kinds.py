@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -365,3 +366,19 @@ def test_helm_installs_upgrades_and_uninstalls_a_cronjob_and_an_ingress(major, k
     helm("uninstall", release, "--wait", "--timeout", "60s")
     assert batch.list_namespaced_cron_job(ns).items == [] and batch.list_namespaced_job(ns).items == []
     assert networking.list_namespaced_ingress(ns).items == []
+
+
+def test_ingress_failures_over_http(kube, networking, core, ns):
+    """Another process (a drill, the standalone emulator) injects them through the control plane."""
+    with requests.Session() as http:
+        http.trust_env = False
+        added = http.post(kube.url + "/_emulator/ingress-failures", json={"name": "remote-*"}, timeout=10)
+        assert added.status_code == 201 and added.json()["reason"] == "FailedBuildModel"
+        assert http.post(kube.url + "/_emulator/ingress-failures", json={"nom": "x"}, timeout=10).status_code == 400
+        try:
+            networking.create_namespaced_ingress(ns, ingress("remote-ui"))
+            [event] = wait_for(lambda: events_about(core, ns, "Ingress", "remote-ui"))
+            assert event.reason == "FailedBuildModel" and address_of(networking, ns, "remote-ui") is None
+        finally:
+            assert http.delete(kube.url + "/_emulator/ingress-failures", timeout=10).json() == {"failures": []}
+    assert kube.ingress_failures == []
