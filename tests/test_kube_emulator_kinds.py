@@ -213,7 +213,19 @@ def ingress(name: str) -> dict:
             "metadata": {"name": name, "annotations": {"alb.ingress.kubernetes.io/scheme": "internet-facing"}},
             "spec": {"ingressClassName": "alb", "rules": [{"host": "ingest.example.org", "http": {"paths": [
                 {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "ingest-ui", "port": {"number": 80}}}}]}}]}}
+                 "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}
+
+
+def service(core, ns: str, name: str) -> None:
+    """The NodePort Service an ALB Ingress (target type instance) sends its traffic to."""
+    core.create_namespaced_service(ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                                        "spec": {"type": "NodePort", "selector": {"app": name},
+                                                 "ports": [{"port": 80, "targetPort": 8080}]}})
+
+
+def ingress_with_service(networking, core, ns: str, name: str):
+    service(core, ns, name)
+    return networking.create_namespaced_ingress(ns, ingress(name))
 
 
 def address_of(networking, ns: str, name: str) -> str | None:
@@ -222,7 +234,7 @@ def address_of(networking, ns: str, name: str) -> str | None:
 
 
 def test_an_ingress_gets_its_load_balancer_hostname_soon(networking, core, ns):
-    created = networking.create_namespaced_ingress(ns, ingress("ingest-ui"))
+    created = ingress_with_service(networking, core, ns, "ingest-ui")
     assert created.status.load_balancer.ingress is None
     began = time.monotonic()
     hostname = wait_for(lambda: address_of(networking, ns, "ingest-ui"), timeout=3.0, interval=0.05)
@@ -240,7 +252,7 @@ def test_an_ingress_the_controller_cannot_build_has_no_address_and_warnings(kube
     assert [f["name"] for f in kube.ingress_failures] == ["broken-*", "no-subnets"]
     try:
         for name in ("broken-ui", "no-subnets"):
-            created = networking.create_namespaced_ingress(ns, ingress(name))
+            created = ingress_with_service(networking, core, ns, name)
         [event] = wait_for(lambda: events_about(core, ns, "Ingress", "broken-ui"))
         time.sleep(1.5)  # longer than an address takes, and than one retry
         assert address_of(networking, ns, "broken-ui") is None and address_of(networking, ns, "no-subnets") is None
@@ -258,6 +270,18 @@ def test_an_ingress_the_controller_cannot_build_has_no_address_and_warnings(kube
     assert default.reason == "FailedBuildModel" and "couldn't auto-discover subnets" in default.message
     assert created.metadata.name == "no-subnets"
     assert wait_for(lambda: address_of(networking, ns, "broken-ui"), timeout=3.0)  # fixed: the next retry succeeds
+
+
+def test_an_ingress_whose_service_is_missing_gets_no_address_until_it_exists(networking, core, ns):
+    """No injection needed: the controller cannot build targets for a Service that is not there."""
+    networking.create_namespaced_ingress(ns, ingress("ingest-ui"))
+    [event] = wait_for(lambda: events_about(core, ns, "Ingress", "ingest-ui"))
+    assert (event.type, event.reason, event.message) == (
+        "Warning", "FailedBuildModel",
+        f'Failed build model due to ingress: {ns}/ingest-ui: services "ingest-ui" not found')
+    assert address_of(networking, ns, "ingest-ui") is None
+    service(core, ns, "ingest-ui")
+    assert wait_for(lambda: address_of(networking, ns, "ingest-ui"), timeout=3.0)
 
 
 def test_an_ingress_without_path_types_is_refused(kube, ns):
@@ -303,6 +327,15 @@ spec:
           containers:
             - name: update
               image: {{ .Values.image }}
+""",
+    "templates/service.yaml": """apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  type: NodePort
+  selector: {app: {{ .Release.Name }}}
+  ports: [{port: 80, targetPort: 8080}]
 """,
     "templates/ingress.yaml": """apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -376,7 +409,7 @@ def test_ingress_failures_over_http(kube, networking, core, ns):
         assert added.status_code == 201 and added.json()["reason"] == "FailedBuildModel"
         assert http.post(kube.url + "/_emulator/ingress-failures", json={"nom": "x"}, timeout=10).status_code == 400
         try:
-            networking.create_namespaced_ingress(ns, ingress("remote-ui"))
+            ingress_with_service(networking, core, ns, "remote-ui")
             [event] = wait_for(lambda: events_about(core, ns, "Ingress", "remote-ui"))
             assert event.reason == "FailedBuildModel" and address_of(networking, ns, "remote-ui") is None
         finally:

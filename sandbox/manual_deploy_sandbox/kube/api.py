@@ -313,7 +313,7 @@ class KubeApi(kmock.KubernetesEmulator):
     # ----------------------------------------------------------------------------------------- control
 
     async def _control(self, raw: aiohttp.web.BaseRequest, path: str, body: bytes) -> aiohttp.web.Response:
-        """`/_emulator/failures` and `/_emulator/ingress-failures` (inject/clear), `/_emulator/requests` (the journal)."""
+        """`/_emulator/failures`, `/_emulator/ingress-failures` (inject/clear), `/_emulator/requests` (journal)."""
         method = raw.method
         injected = {"/_emulator/failures": (self.failures, _add_failure),
                     "/_emulator/ingress-failures": (self.ingress_failures, _add_ingress_failure)}.get(path)

@@ -5,9 +5,10 @@ status.loadBalancer.ingress holds the ALB's hostname. When it cannot build one (
 no certificate for a host, a bad annotation) the Ingress never gets an address and the controller
 keeps retrying, re-emitting its Warning Event (source component `ingress`) with a rising count.
 
-Here an Ingress gets its hostname `delay` seconds after the controller first sees it, unless an
-injected failure matches its name: then the Warning repeats every RETRY seconds for as long as the
-rule matches (a cleared rule lets the next attempt succeed, as fixing the cause does). Every Ingress
+Here an Ingress gets its hostname `delay` seconds after the controller first sees it, unless a
+backend Service does not exist (a real failure, no injection needed: FailedBuildModel, `services "x"
+not found`) or an injected failure matches its name: then the Warning repeats every RETRY seconds
+while the cause stands (creating the Service or clearing the rule lets the next attempt succeed). Every Ingress
 is taken to be the ALB controller's (the emulated cluster has no other ingress class). An address
 once assigned stays, as an ALB stays when a later reconcile fails.
 """
@@ -23,8 +24,10 @@ from typing import Any
 from manual_deploy_sandbox.kube.cluster import Cluster
 from manual_deploy_sandbox.kube.events import EventRecorder
 from manual_deploy_sandbox.kube.resources import by_path
+from manual_deploy_sandbox.kube.store import Store
 
 INGRESSES = by_path("networking.k8s.io/v1/ingresses")
+SERVICES = by_path("v1/services")
 REGION = "eu-west-2"
 COMPONENT = "ingress"  # the controller's event source for Ingresses
 RETRY = 1.0  # seconds between reconcile attempts of a failing Ingress (the real back-off grows; tests cannot wait)
@@ -88,7 +91,7 @@ class LoadBalancerController:
         elapsed = self.clock() - self._first_seen.setdefault(meta["uid"], self.clock())
         if elapsed < self.delay:
             return
-        failure = self.failures.match(meta["name"])
+        failure = self.failures.match(meta["name"]) or missing_backend(ingress, self.cluster.store)
         if failure is not None:
             self.events.every(ingress, failure.reason, failure.message, int((elapsed - self.delay) / RETRY),
                               warning=True, component=COMPONENT)
@@ -99,12 +102,27 @@ class LoadBalancerController:
         self.events.record(ingress, "SuccessfullyReconciled", "Successfully reconciled", component=COMPONENT)
 
 
+def missing_backend(ingress: dict[str, Any], store: Store) -> IngressFailure | None:
+    """The controller's model-build failure for a backend Service that does not exist, if any."""
+    meta, spec = ingress["metadata"], ingress.get("spec") or {}
+    backends = [spec.get("defaultBackend") or {}] + [
+        (path or {}).get("backend") or {} for rule in spec.get("rules") or []
+        for path in ((rule or {}).get("http") or {}).get("paths") or []]
+    for backend in backends:
+        name = (backend.get("service") or {}).get("name")
+        if name and store.get(SERVICES, meta["namespace"], name, copy=False) is None:
+            return IngressFailure(meta["name"], FAILED_BUILD_MODEL, f"Failed build model due to ingress: "
+                                  f'{meta["namespace"]}/{meta["name"]}: services "{name}" not found')
+    return None
+
+
 def hostname(ingress: dict[str, Any]) -> str:
     """The ALB's DNS name, shaped like the controller's: k8s-<namespace>-<name>-<hash>-<id>.<region>.elb...."""
     meta = ingress["metadata"]
     digest = hashlib.sha256(f"{meta['namespace']}/{meta['name']}/{meta['uid']}".encode()).hexdigest()
     parts = [re.sub(r"[^0-9a-zA-Z]", "", part)[:8] for part in (meta["namespace"], meta["name"])]
-    return f"k8s-{parts[0]}-{parts[1]}-{digest[:10]}-{int(digest[10:18], 16) % 10**10:010d}.{REGION}.elb.amazonaws.com".lower()
+    balancer = f"k8s-{parts[0]}-{parts[1]}-{digest[:10]}".lower()
+    return f"{balancer}-{int(digest[10:18], 16) % 10**10:010d}.{REGION}.elb.amazonaws.com"
 
 
 def _addresses(ingress: dict[str, Any]) -> list[dict[str, Any]]:
