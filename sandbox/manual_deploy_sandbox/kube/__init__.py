@@ -5,12 +5,13 @@
         kube.add_failure("quay.io/ucsc_cgl/ingest-core:bad*", "ImagePullBackOff")
 
 Module map: resources (what is served, discovery), store (objects, resourceVersions, change log),
-admission (server-filled fields, refusals), cluster (write semantics), patching, selectors, protobuf,
-controller (Deployments/ReplicaSets), scheduler (placement, resource fit), storage (StorageClasses,
-claims, volumes), kubelet (pods, failures, logs), containers (env sources, probes), volumes (attach
-failures), events, workloads (Jobs, StatefulSets, DaemonSets), api (HTTP), auth (tokens, RBAC
-denials, SelfSubjectAccessReview), emulator (thread + lifecycle), certs (HTTPS), kubeconfig,
-exec_plugin (an `aws eks get-token` stand-in).
+admission (server-filled fields, refusals), cluster (write semantics), patching, selectors,
+protobuf, controller (Deployments/ReplicaSets), scheduler (placement, resource fit), storage
+(StorageClasses, claims, volumes), kubelet (pods, failures, logs), containers (env sources, probes),
+volumes (attach failures), events, workloads (Jobs, StatefulSets, DaemonSets), cronjobs (CronJobs
+run on demand), ingresses (the load balancer controller), api (HTTP), auth (tokens, RBAC denials,
+SelfSubjectAccessReview), emulator (thread + lifecycle), certs (HTTPS), kubeconfig, exec_plugin (an
+`aws eks get-token` stand-in).
 
 The names below are imported on first use: the exec plugin lives in this package and clients run
 it before every token refresh, so importing the package must not pull in aiohttp and kmock.

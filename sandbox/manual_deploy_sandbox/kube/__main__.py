@@ -6,7 +6,7 @@ Writes a kubeconfig with the three ingest contexts pointing at itself, then (ato
 file as JSON {"url", "pid", "kubeconfig", "ca_pem"}, and serves until SIGTERM/SIGINT; exits 0 after a
 clean stop and removes the ready file so nobody mistakes a stopped emulator for a running one.
 With --token it serves HTTPS (client-go sends tokens over TLS only); `ca_pem` is the CA to trust when
-driving `/_emulator/failures` from another process (null over plain http).
+driving `/_emulator/failures` or `/_emulator/ingress-failures` from another process (null over plain http).
 """
 
 from __future__ import annotations

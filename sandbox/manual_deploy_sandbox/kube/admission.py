@@ -148,6 +148,12 @@ def validate(res: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None)
         causes += _workload_causes(obj, old)
     if res.kind == "PersistentVolumeClaim" and old is not None:
         causes += _claim_causes(obj, old)
+    if (res.group, res.kind) == ("batch", "CronJob"):
+        causes += _cronjob_causes(obj)
+    if (res.group, res.kind) == ("batch", "Job"):
+        causes += _restart_policy_causes(obj.get("spec") or {}, "spec")
+    if (res.group, res.kind) == ("networking.k8s.io", "Ingress"):
+        causes += _ingress_causes(obj)
     if causes:
         raise errors.invalid(res, obj["metadata"]["name"], causes)
 
@@ -191,6 +197,47 @@ def _workload_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tu
     if old is not None and (old.get("spec") or {}).get("selector") != selector:
         causes.append(("spec.selector", selector, "field is immutable"))
     return causes
+
+
+def _cronjob_causes(obj: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """A schedule (five cron fields or an @macro) and a jobTemplate whose pods may end, as batch/v1 requires."""
+    spec = obj.get("spec") or {}
+    schedule = spec.get("schedule")
+    causes = []
+    if not isinstance(schedule, str) or not (schedule.startswith("@") or len(schedule.split()) == 5):
+        causes.append(("spec.schedule", schedule, "Required value: a cron schedule such as \"0 3 * * *\""))
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return causes + _restart_policy_causes(job_spec, "spec.jobTemplate.spec")
+
+
+def _restart_policy_causes(job_spec: dict[str, Any], path: str) -> list[tuple[str, Any, str]]:
+    """A Job's pods must not restart forever: the apiserver refuses restartPolicy Always (also the default)."""
+    policy = ((job_spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "Always")
+    if policy in ("OnFailure", "Never"):
+        return []
+    return [(f"{path}.template.spec.restartPolicy", policy, 'supported values: "OnFailure", "Never"')]
+
+
+def _ingress_causes(obj: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """networking.k8s.io/v1 wants a pathType on every path (extensions/v1beta1 charts often lack it)."""
+    return [(f"spec.rules[{r}].http.paths[{p}].pathType", path.get("pathType"),
+             'Required value: supported values: "Exact", "ImplementationSpecific", "Prefix"')
+            for r, rule in enumerate((obj.get("spec") or {}).get("rules") or [])
+            for p, path in enumerate(((rule or {}).get("http") or {}).get("paths") or [])
+            if (path or {}).get("pathType") not in ("Exact", "ImplementationSpecific", "Prefix")]
+
+
+def _default_ingress(ingress: dict[str, Any], _: Allocator) -> None:
+    ingress["status"] = ingress.get("status") or {"loadBalancer": {}}  # what the apiserver stores on create
+
+
+def _default_cronjob(cronjob: dict[str, Any], _: Allocator) -> None:
+    spec = cronjob.setdefault("spec", {})
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    cronjob["status"] = cronjob.get("status") or {}  # the apiserver stores an empty status on create
 
 
 def _claim_causes(obj: dict[str, Any], old: dict[str, Any]) -> list[tuple[str, Any, str]]:
@@ -318,7 +365,8 @@ DEFAULTERS: dict[tuple[str, str], Callable[[dict[str, Any], Allocator], None]] =
     ("apps", "ReplicaSet"): _default_replicaset, ("", "Pod"): _default_pod, ("", "Secret"): _default_secret,
     ("", "Namespace"): _default_namespace, ("", "Event"): _default_event,
     ("", "PersistentVolumeClaim"): _default_claim, ("", "PersistentVolume"): _default_volume,
-    ("storage.k8s.io", "StorageClass"): _default_storage_class,
+    ("storage.k8s.io", "StorageClass"): _default_storage_class, ("batch", "CronJob"): _default_cronjob,
+    ("networking.k8s.io", "Ingress"): _default_ingress,
 }
 KEEPERS: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], None]] = {
     ("", "Service"): _keep_service_allocations}

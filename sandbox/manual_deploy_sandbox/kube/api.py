@@ -23,6 +23,7 @@ import yaml
 from manual_deploy_sandbox.kube import auth, errors, patching, protobuf, resources
 from manual_deploy_sandbox.kube.cluster import Cluster
 from manual_deploy_sandbox.kube.controller import Controller
+from manual_deploy_sandbox.kube.ingresses import IngressFailures
 from manual_deploy_sandbox.kube.kubelet import PODS, Failures
 from manual_deploy_sandbox.kube.volumes import VolumeFailures
 from manual_deploy_sandbox.kube.resources import ResourceType
@@ -83,6 +84,7 @@ class KubeApi(kmock.KubernetesEmulator):
     progress_deadline: float = 2.0
     failures: Failures = attrs.field(factory=Failures)
     volume_failures: VolumeFailures = attrs.field(factory=VolumeFailures)
+    ingress_failures: IngressFailures = attrs.field(factory=IngressFailures)
     journal: list[dict[str, Any]] = attrs.field(factory=list)
     store: Store = attrs.field(init=False)
     cluster: Cluster = attrs.field(init=False)
@@ -94,7 +96,8 @@ class KubeApi(kmock.KubernetesEmulator):
         self.store = Store(self.objects)
         self.cluster = Cluster(self.store)
         self.controller = Controller(self.cluster, self.failures, pod_start_delay=self.pod_start_delay,
-                                     progress_deadline=self.progress_deadline, volume_failures=self.volume_failures)
+                                     progress_deadline=self.progress_deadline, volume_failures=self.volume_failures,
+                                     ingress_failures=self.ingress_failures)
         for res in resources.served().values():
             self.resources[res.key] = kmock.ResourceInfo(
                 namespaced=res.namespaced, kind=res.kind, singular=res.singular, verbs=res.verbs,
@@ -310,16 +313,19 @@ class KubeApi(kmock.KubernetesEmulator):
     # ----------------------------------------------------------------------------------------- control
 
     async def _control(self, raw: aiohttp.web.BaseRequest, path: str, body: bytes) -> aiohttp.web.Response:
-        """`/_emulator/failures` (inject/clear) and `/_emulator/requests` (the request journal)."""
+        """`/_emulator/failures`, `/_emulator/ingress-failures` (inject/clear), `/_emulator/requests` (journal)."""
         method = raw.method
-        if path == "/_emulator/failures":
+        injected = {"/_emulator/failures": (self.failures, _add_failure),
+                    "/_emulator/ingress-failures": (self.ingress_failures, _add_ingress_failure)}.get(path)
+        if injected is not None:
+            failures, add = injected
             if method == "GET":
-                return _json({"failures": self.failures.as_list()})
+                return _json({"failures": failures.as_list()})
             if method == "DELETE":
-                self.failures.clear()
+                failures.clear()
                 return _json({"failures": []})
             if method == "POST":
-                return _json(_add_failure(self.failures, body), 201)
+                return _json(add(failures, body), 201)
         if path == "/_emulator/requests":
             if method == "GET":
                 return _json({"requests": list(self.journal)})
@@ -372,6 +378,15 @@ def _add_failure(failures: Failures, body: bytes) -> dict[str, Any]:
         return failures.add(str(spec["image"]), str(spec["mode"]), **kwargs).as_dict()
     except (ValueError, KeyError, TypeError) as exc:
         raise errors.bad_request(f"expected {{'image': glob, 'mode': mode, 'log'?: text}}: {exc}") from None
+
+
+def _add_ingress_failure(failures: IngressFailures, body: bytes) -> dict[str, Any]:
+    try:
+        spec = json.loads(body or b"{}")
+        extra = {key: str(spec[key]) for key in ("reason", "message") if key in spec}
+        return failures.add(str(spec["name"]), **extra).as_dict()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise errors.bad_request(f"expected {{'name': glob, 'reason'?: text, 'message'?: text}}: {exc}") from None
 
 
 def _json(payload: Any, status: int = 200) -> aiohttp.web.Response:

@@ -22,13 +22,15 @@ from typing import Any
 
 from manual_deploy_sandbox.kube import admission
 from manual_deploy_sandbox.kube.cluster import Cluster
+from manual_deploy_sandbox.kube.cronjobs import CRONJOBS, CronJobController
 from manual_deploy_sandbox.kube.events import EventRecorder
+from manual_deploy_sandbox.kube.ingresses import INGRESSES, IngressFailures, LoadBalancerController
 from manual_deploy_sandbox.kube.kubelet import PODS, PROGRESS_DEADLINE_EXCEEDED, Failures, Kubelet
 from manual_deploy_sandbox.kube.resources import by_path
 from manual_deploy_sandbox.kube.scheduler import Scheduler
 from manual_deploy_sandbox.kube.storage import CLAIMS, VOLUMES, VolumeController
 from manual_deploy_sandbox.kube.volumes import VolumeFailures
-from manual_deploy_sandbox.kube.workloads import InstantWorkloads
+from manual_deploy_sandbox.kube.workloads import JOBS, InstantWorkloads
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class Controller:
     """Reconciles Deployments, ReplicaSets and pods; `sync()` is one settle-until-quiet round."""
 
     def __init__(self, cluster: Cluster, failures: Failures, *, pod_start_delay: float, progress_deadline: float,
-                 clock=time.monotonic, volume_failures: VolumeFailures | None = None) -> None:
+                 clock=time.monotonic, volume_failures: VolumeFailures | None = None,
+                 ingress_failures: IngressFailures | None = None) -> None:
         self.cluster = cluster
         self.clock = clock
         self.progress_deadline = progress_deadline
@@ -53,7 +56,11 @@ class Controller:
         self.scheduler = Scheduler(cluster, self.events, failures, clock=clock)
         self.kubelet = Kubelet(cluster, self.events, failures, start_delay=pod_start_delay, clock=clock,
                                volume_failures=volume_failures)
-        self.others = InstantWorkloads(cluster, failures, delay=pod_start_delay, clock=clock)
+        self.others = InstantWorkloads(cluster, failures, delay=pod_start_delay, clock=clock, events=self.events)
+        self.cronjobs = CronJobController(cluster, self.events)
+        self.load_balancers = LoadBalancerController(
+            cluster, self.events, ingress_failures if ingress_failures is not None else IngressFailures(),
+            delay=pod_start_delay, clock=clock)
         self._rollouts: dict[tuple[str, str], float] = {}  # (deployment uid, RS name) -> when it started
 
     async def run(self, closing: asyncio.Event) -> None:
@@ -77,14 +84,15 @@ class Controller:
                 break
             if store.resource_version == before:
                 break
-        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS, CLAIMS, VOLUMES)
+        live = {o["metadata"]["uid"] for r in (DEPLOYMENTS, REPLICASETS, PODS, CLAIMS, VOLUMES, JOBS, CRONJOBS,
+                                                   INGRESSES)
                 for o in store.list(r, copy=False)}
         self.events.forget(live)
         self._rollouts = {k: v for k, v in self._rollouts.items() if k[0] in live}
 
     def _pass(self) -> None:
         """Deployments -> ReplicaSets -> pods (claims bound, pods scheduled, kubelet) -> ReplicaSet status ->
-        Deployment status (-> other workloads).
+        Deployment status (-> other workloads -> CronJobs) -> Ingresses.
 
         Reads are uncopied snapshots of the store (cheap); anything changed is copied first.
         """
@@ -105,6 +113,8 @@ class Controller:
         for dep in store.list(DEPLOYMENTS, copy=False):
             self._sync_deployment_status(dep, owned_rs.get(dep["metadata"]["uid"], []), owned_pods)
         self.others.sync()
+        self.cronjobs.sync()
+        self.load_balancers.sync()
 
     # ------------------------------------------------------------------------------------- deployments
 

@@ -20,6 +20,7 @@ import aiohttp.web
 from manual_deploy_sandbox.kube import auth, certs, resources, storage
 from manual_deploy_sandbox.kube.api import KubeApi
 from manual_deploy_sandbox.kube.cluster import NAMESPACES
+from manual_deploy_sandbox.kube.ingresses import FAILED_BUILD_MODEL, NO_SUBNETS, IngressFailures
 from manual_deploy_sandbox.kube.events import NODE_NAME
 from manual_deploy_sandbox.kube.kubeconfig import INGEST_CONTEXTS
 from manual_deploy_sandbox.kube.kubelet import NODE_IP, Failure, Failures
@@ -74,6 +75,7 @@ class KubeEmulator:
         self.requests: list[dict[str, Any]] = []
         self._failures = Failures()
         self._volume_failures = VolumeFailures()
+        self._ingress_failures = IngressFailures()
         self.storage_classes = [storage.storage_class(spec) for spec in storage_classes]
         self._api: KubeApi | None = None
         self._thread: threading.Thread | None = None
@@ -132,11 +134,17 @@ class KubeEmulator:
     def clear_failures(self) -> None:
         self._failures.clear()
         self._volume_failures.clear()
+        self._ingress_failures.clear()
 
     def add_volume_failure(self, claim_glob: str, mode: str) -> None:
         """Make volumes of claims matching the glob fail to attach ("FailedAttachVolume" or "Multi-Attach")
         for pods scheduled from now on: they stay ContainerCreating with the attach/mount Events."""
         self._volume_failures.add(claim_glob, mode)
+
+    def add_ingress_failure(self, name_glob: str, reason: str = FAILED_BUILD_MODEL, message: str = NO_SUBNETS) -> None:
+        """Make the load balancer controller fail for Ingresses whose name matches the glob: no address,
+        only its Warning Event (reason, message), repeated while the rule stands (clear_failures ends it)."""
+        self._ingress_failures.add(name_glob, reason, message)
 
     def set_node_allocatable(self, cpu: str | None = None, memory: str | None = None) -> None:
         """Resize the node for the scheduler (e.g. memory="1Gi"); capacity grows along if needed."""
@@ -171,9 +179,24 @@ class KubeEmulator:
         """Forget every deny() and unmap_user()."""
         self._authorizer.clear()
 
+    def run_cronjob(self, namespace: str, name: str) -> str | None:
+        """Start the CronJob's Job now, as its schedule firing would (the emulator has no cron timer).
+
+        Returns the Job's name (`<cronjob>-<scheduled minute>`), or None when a real controller would
+        start nothing: the CronJob is suspended, or its concurrencyPolicy is Forbid and a Job still runs.
+        The Job completes or fails like any other (add_failure on its image: BackoffLimitExceeded).
+        """
+        if self._api is None:
+            raise RuntimeError("start the emulator before running a CronJob")
+        return self._call(lambda api: _run_and_settle(api, namespace, name))
+
     @property
     def failures(self) -> list[dict[str, str]]:
         return self._failures.as_list()
+
+    @property
+    def ingress_failures(self) -> list[dict[str, str]]:
+        return self._ingress_failures.as_list()
 
     # ------------------------------------------------------------------------------------- inspection
 
@@ -227,7 +250,7 @@ class KubeEmulator:
         self._stopping = asyncio.Event()
         api = KubeApi(authorizer=self._authorizer, pod_start_delay=self.pod_start_delay,
                       progress_deadline=self.progress_deadline, failures=self._failures, journal=self.requests,
-                      volume_failures=self._volume_failures)
+                      volume_failures=self._volume_failures, ingress_failures=self._ingress_failures)
         self._api = api
         _seed(api, self.namespaces, self.storage_classes)
         ssl_context = None
@@ -249,6 +272,13 @@ class KubeEmulator:
                 await asyncio.wait_for(ticker, STOP_TIMEOUT)
         finally:
             await runner.cleanup()
+
+
+def _run_and_settle(api: KubeApi, namespace: str, name: str) -> str | None:
+    """Start a CronJob's Job and let the controllers react at once, as after any API write."""
+    started = api.controller.cronjobs.run(namespace, name)
+    api.controller.sync()
+    return started
 
 
 def _request_factory(loop: asyncio.AbstractEventLoop) -> Callable[..., aiohttp.web.BaseRequest]:
