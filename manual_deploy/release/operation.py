@@ -18,7 +18,7 @@ from manual_deploy.errors import OperationFailed
 from manual_deploy.helm import Revision, helm_error, network_failure
 from manual_deploy.release.speed import HELM_HEAD_START_S
 from manual_deploy.release.undo import RETRY_FIRST_S, RETRY_MAX_S, UNKNOWN
-from manual_deploy.release.watch import lock_lost, stop, watch_helm
+from manual_deploy.release.watch import PROGRESS_EVERY_S, lock_lost, stop, watch_helm
 
 if TYPE_CHECKING:
     from manual_deploy.release.runner import Change, ReleaseTransaction
@@ -106,8 +106,8 @@ class WatchedHelm:
         from manual_deploy.readiness.advice import remedy
 
         name, ns = change.app.name, self.tx.target.namespace
-        stopping = "after helm reported success; rolling back" if helm_done else "stopping helm and rolling back"
-        self.tx.out.error(f"{name}: rollout failed, {stopping}")
+        stopping = " after helm reported success; rolling back" if helm_done else ", stopping helm and rolling back"
+        self.tx.out.error(f"{name}: rollout failed{stopping}")
         self.tx.out.info(failure.report())
         back = await self.tx.undo(change)
         # a pod's own words (the kubelet's, the scheduler's); any other kind's state (`Pending — …`)
@@ -144,14 +144,17 @@ class WatchedHelm:
         A failing state found here is returned (the Failure), to go the way of one found while helm
         waited; what may settle later (an Ingress's address: helm does not wait for it either) is a
         warning; anything else still not ready is an OperationFailed."""
-        deadline = time.monotonic() + FINAL_CHECK_S
+        name = change.app.name
+        started = last_line = time.monotonic()
         while True:
             self._still_ours(change)
             look = await asyncio.to_thread(watch.check)
-            if look.all_ready or look.failure is not None or time.monotonic() > deadline:
+            if look.all_ready or look.failure is not None or time.monotonic() > started + FINAL_CHECK_S:
                 break
+            if time.monotonic() - last_line >= PROGRESS_EVERY_S:  # what it still waits for, as while helm waited
+                last_line = time.monotonic()
+                self.tx.out.info(f"  {name}: {watch.progress()} ({format_duration(last_line - started)} after helm)")
             await asyncio.sleep(0.5)
-        name = change.app.name
         status = f"see what runs now: `manual-deploy status --env {self.tx.guard.env} --app {name}`"
         if not look.all_ready:
             failure = look.failure or watch.failing_now()
