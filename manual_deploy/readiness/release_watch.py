@@ -104,20 +104,23 @@ class ReleaseWatch:
 
     def _judge(self, kind: kinds.Kind, obj: dict[str, Any], namespace: str) -> tuple[ResourceState, list[ResourceState]]:
         """The kind's rule on what it reads; its Events only when the rule without them says not ready."""
-        pods: list[ResourceState] = []
-        related = kinds.Related(release=tuple(r.body for r in self.release.resources) if self.release else None,
-                                since=self.release.written if self.release else None)
-        if Read.PODS in kind.reads and kind.pods is not None:
-            live = self._pods[(kind.name, name_of(obj))] = kind.pods(self.api, obj, namespace)
-            pods = [self._judge(kinds.get("Pod"), p, namespace)[0] for p in live]
-        if Read.JOBS in kind.reads:
-            related = replace(related, jobs=tuple(reads.owned_jobs(self.api, obj, namespace)))
-        related = replace(related, pods=tuple(pods))
+        pods = [self._judge(kinds.get("Pod"), p, namespace)[0] for p in self._new_pods(kind, obj, namespace)]
+        related = kinds.Related(
+            pods=tuple(pods), jobs=tuple(reads.owned_jobs(self.api, obj, namespace)) if Read.JOBS in kind.reads else (),
+            release=tuple(r.body for r in self.release.resources) if self.release else None,
+            since=self.release.written if self.release else None)
         first = kind.assess(obj, related)
         if first.ready or Read.EVENTS not in kind.reads:
             return first, pods
         events = reads.events(self.api, kind.name, name_of(obj), (obj.get("metadata") or {}).get("namespace") or namespace)
         return kind.assess(obj, replace(related, events=tuple(events))), pods
+
+    def _new_pods(self, kind: kinds.Kind, obj: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+        """The workload's new pods (kept for pods_not_running); none for kinds that read no pods."""
+        if Read.PODS not in kind.reads or kind.pods is None:
+            return []
+        live = self._pods[(kind.name, name_of(obj))] = kind.pods(self.api, obj, namespace)
+        return live
 
     # --- failing for too long ----------------------------------------------------------------------------
 
