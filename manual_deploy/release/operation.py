@@ -21,6 +21,7 @@ from manual_deploy.release.undo import RETRY_FIRST_S, RETRY_MAX_S, UNKNOWN
 from manual_deploy.release.watch import PROGRESS_EVERY_S, lock_lost, stop, watch_helm
 
 if TYPE_CHECKING:
+    from manual_deploy.readiness.resource_state import Failure
     from manual_deploy.release.runner import Change, ReleaseTransaction
 
 FINAL_CHECK_S = 30.0
@@ -138,7 +139,7 @@ class WatchedHelm:
         if holder is not None:
             raise lock_lost(change.app.name, holder, self.tx.guard.env)
 
-    async def final_check(self, change: Change, watch):
+    async def final_check(self, change: Change, watch) -> Failure | None:
         """helm says ready; prove every resource is ready and every new pod runs the expected image.
 
         A failing state found here is returned (the Failure), to go the way of one found while helm
