@@ -106,6 +106,8 @@ def test_a_run_starts_a_job_owned_by_the_cronjob_that_completes(kube, batch, cor
     job = batch.read_namespaced_job(name, ns)
     assert job.metadata.labels == {"app": "catalogue"} and job.metadata.annotations["team"] == "ingest"
     assert "batch.kubernetes.io/cronjob-scheduled-timestamp" in job.metadata.annotations
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": job.metadata.uid}
+    assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == name and job.spec.backoff_limit == 2
     [owner] = job.metadata.owner_references
     assert (owner.api_version, owner.kind, owner.name, owner.uid, owner.controller) == (
         "batch/v1", "CronJob", "catalogue", created.metadata.uid, True)
@@ -181,6 +183,20 @@ def test_the_apiserver_refuses_what_batch_v1_refuses(batch, ns):
         with pytest.raises(ApiException) as refused:
             batch.create_namespaced_cron_job(ns, body)
         assert refused.value.status == 422 and field in json.loads(refused.value.body)["message"]
+
+
+def test_a_job_is_labelled_for_its_pods_and_its_template_cannot_change(batch, ns):
+    body = cronjob("plain", "quay.io/ebi-ait/catalogue:1")["spec"]["jobTemplate"]
+    job = batch.create_namespaced_job(ns, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "plain"},
+                                           "spec": {k: v for k, v in body["spec"].items() if k != "backoffLimit"}})
+    uid = job.metadata.uid
+    assert job.metadata.labels == {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "plain",
+                                   "controller-uid": uid, "job-name": "plain"}  # none given: the template's
+    assert (job.spec.backoff_limit, job.spec.completions, job.spec.completion_mode) == (6, 1, "NonIndexed")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "job", "image": "quay.io/ebi-ait/catalogue:2"}]}}}}
+    with pytest.raises(ApiException) as refused:
+        batch.patch_namespaced_job("plain", ns, patch)
+    assert refused.value.status == 422 and "spec.template" in json.loads(refused.value.body)["message"]
 
 
 def test_deleting_the_cronjob_deletes_its_jobs(kube, batch, ns):
