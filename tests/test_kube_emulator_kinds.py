@@ -260,6 +260,10 @@ def test_an_ingress_gets_its_load_balancer_hostname_soon(networking, core, ns):
     [event] = events_about(core, ns, "Ingress", "ingest-ui")
     assert (event.type, event.reason, event.source.component) == ("Normal", "SuccessfullyReconciled", "ingress")
 
+    networking.delete_namespaced_ingress("ingest-ui", ns)  # the controller's finalizer holds it for a moment
+    assert networking.read_namespaced_ingress("ingest-ui", ns).metadata.finalizers == ["ingress.k8s.aws/resources"]
+    wait_for(lambda: networking.list_namespaced_ingress(ns).items == [], timeout=3.0)
+
 
 def test_an_ingress_the_controller_cannot_build_has_no_address_and_warnings(kube, networking, core, ns):
     kube.add_ingress_failure("broken-*", reason="FailedDeployModel",
