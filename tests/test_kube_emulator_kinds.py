@@ -175,6 +175,25 @@ def test_forbid_skips_a_run_while_the_last_one_runs(tmp_path):
             api.close()
 
 
+def test_replace_deletes_the_running_job_for_the_new_one(tmp_path):
+    with KubeEmulator(tls=False, pod_start_delay=5.0) as slow:
+        api = config.new_client_from_config(config_file=str(write_kubeconfig(
+            tmp_path / "config", ingest_contexts(slow.url))), context=CONTEXT)
+        try:
+            batch = client.BatchV1Api(api)
+            batch.create_namespaced_cron_job("default", cronjob(
+                "newest", "quay.io/ebi-ait/catalogue:1", concurrencyPolicy="Replace"))
+            first = slow.run_cronjob("default", "newest")
+            second = slow.run_cronjob("default", "newest")
+            assert [j.metadata.name for j in batch.list_namespaced_job("default").items] == [second] != [first]
+            status = batch.read_namespaced_cron_job_status("newest", "default").status
+            assert [ref.name for ref in status.active] == [second]
+            reasons = [e.reason for e in client.CoreV1Api(api).list_namespaced_event("default").items]
+            assert "SuccessfulDelete" in reasons and "MissingJob" not in reasons
+        finally:
+            api.close()
+
+
 def test_the_apiserver_refuses_what_batch_v1_refuses(batch, ns):
     always = cronjob("always", "quay.io/ebi-ait/catalogue:1")
     del always["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"]
