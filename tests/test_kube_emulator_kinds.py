@@ -106,6 +106,8 @@ def test_a_run_starts_a_job_owned_by_the_cronjob_that_completes(kube, batch, cor
     job = batch.read_namespaced_job(name, ns)
     assert job.metadata.labels == {"app": "catalogue"} and job.metadata.annotations["team"] == "ingest"
     assert "batch.kubernetes.io/cronjob-scheduled-timestamp" in job.metadata.annotations
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": job.metadata.uid}
+    assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == name and job.spec.backoff_limit == 2
     [owner] = job.metadata.owner_references
     assert (owner.api_version, owner.kind, owner.name, owner.uid, owner.controller) == (
         "batch/v1", "CronJob", "catalogue", created.metadata.uid, True)
@@ -173,6 +175,25 @@ def test_forbid_skips_a_run_while_the_last_one_runs(tmp_path):
             api.close()
 
 
+def test_replace_deletes_the_running_job_for_the_new_one(tmp_path):
+    with KubeEmulator(tls=False, pod_start_delay=5.0) as slow:
+        api = config.new_client_from_config(config_file=str(write_kubeconfig(
+            tmp_path / "config", ingest_contexts(slow.url))), context=CONTEXT)
+        try:
+            batch = client.BatchV1Api(api)
+            batch.create_namespaced_cron_job("default", cronjob(
+                "newest", "quay.io/ebi-ait/catalogue:1", concurrencyPolicy="Replace"))
+            first = slow.run_cronjob("default", "newest")
+            second = slow.run_cronjob("default", "newest")
+            assert [j.metadata.name for j in batch.list_namespaced_job("default").items] == [second] != [first]
+            status = batch.read_namespaced_cron_job_status("newest", "default").status
+            assert [ref.name for ref in status.active] == [second]
+            reasons = [e.reason for e in client.CoreV1Api(api).list_namespaced_event("default").items]
+            assert "SuccessfulDelete" in reasons and "MissingJob" not in reasons
+        finally:
+            api.close()
+
+
 def test_the_apiserver_refuses_what_batch_v1_refuses(batch, ns):
     always = cronjob("always", "quay.io/ebi-ait/catalogue:1")
     del always["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"]
@@ -181,6 +202,20 @@ def test_the_apiserver_refuses_what_batch_v1_refuses(batch, ns):
         with pytest.raises(ApiException) as refused:
             batch.create_namespaced_cron_job(ns, body)
         assert refused.value.status == 422 and field in json.loads(refused.value.body)["message"]
+
+
+def test_a_job_is_labelled_for_its_pods_and_its_template_cannot_change(batch, ns):
+    body = cronjob("plain", "quay.io/ebi-ait/catalogue:1")["spec"]["jobTemplate"]
+    job = batch.create_namespaced_job(ns, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "plain"},
+                                           "spec": {k: v for k, v in body["spec"].items() if k != "backoffLimit"}})
+    uid = job.metadata.uid
+    assert job.metadata.labels == {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "plain",
+                                   "controller-uid": uid, "job-name": "plain"}  # none given: the template's
+    assert (job.spec.backoff_limit, job.spec.completions, job.spec.completion_mode) == (6, 1, "NonIndexed")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "job", "image": "quay.io/ebi-ait/catalogue:2"}]}}}}
+    with pytest.raises(ApiException) as refused:
+        batch.patch_namespaced_job("plain", ns, patch)
+    assert refused.value.status == 422 and "spec.template" in json.loads(refused.value.body)["message"]
 
 
 def test_deleting_the_cronjob_deletes_its_jobs(kube, batch, ns):
@@ -243,6 +278,10 @@ def test_an_ingress_gets_its_load_balancer_hostname_soon(networking, core, ns):
     assert hostname.endswith(".eu-west-2.elb.amazonaws.com")
     [event] = events_about(core, ns, "Ingress", "ingest-ui")
     assert (event.type, event.reason, event.source.component) == ("Normal", "SuccessfullyReconciled", "ingress")
+
+    networking.delete_namespaced_ingress("ingest-ui", ns)  # the controller's finalizer holds it for a moment
+    assert networking.read_namespaced_ingress("ingest-ui", ns).metadata.finalizers == ["ingress.k8s.aws/resources"]
+    wait_for(lambda: networking.list_namespaced_ingress(ns).items == [], timeout=3.0)
 
 
 def test_an_ingress_the_controller_cannot_build_has_no_address_and_warnings(kube, networking, core, ns):

@@ -151,7 +151,7 @@ def validate(res: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None)
     if (res.group, res.kind) == ("batch", "CronJob"):
         causes += _cronjob_causes(obj)
     if (res.group, res.kind) == ("batch", "Job"):
-        causes += _restart_policy_causes(obj.get("spec") or {}, "spec")
+        causes += _restart_policy_causes(obj.get("spec") or {}, "spec") + _job_causes(obj, old)
     if (res.group, res.kind) == ("networking.k8s.io", "Ingress"):
         causes += _ingress_causes(obj)
     if causes:
@@ -225,6 +225,38 @@ def _ingress_causes(obj: dict[str, Any]) -> list[tuple[str, Any, str]]:
             for r, rule in enumerate((obj.get("spec") or {}).get("rules") or [])
             for p, path in enumerate(((rule or {}).get("http") or {}).get("paths") or [])
             if (path or {}).get("pathType") not in ("Exact", "ImplementationSpecific", "Prefix")]
+
+
+def _job_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
+    """A Job's pod template and selector cannot change (why a chart's plain Job breaks `helm upgrade`)."""
+    if old is None:
+        return []
+    spec, old_spec = obj.get("spec") or {}, old.get("spec") or {}
+    return [(f"spec.{field}", spec.get(field), "field is immutable") for field in ("selector", "template")
+            if spec.get(field) != old_spec.get(field)]
+
+
+def _default_job(job: dict[str, Any], _: Allocator) -> None:
+    """batch/v1 defaults, and the selector the apiserver generates from the Job's uid (on create).
+
+    The Job's own labels, when it has none, are its template's -- including the generated ones, since
+    the apiserver's defaulting shares one map between the two.
+    """
+    meta, spec = job["metadata"], job.setdefault("spec", {})
+    for field, value in (("parallelism", 1), ("completions", 1), ("backoffLimit", 6),
+                         ("completionMode", "NonIndexed"), ("suspend", False),
+                         ("podReplacementPolicy", "TerminatingOrFailed")):
+        spec.setdefault(field, value)
+    job["status"] = job.get("status") or {}
+    if spec.get("selector") or spec.get("manualSelector"):
+        return
+    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+    labels = template_meta.setdefault("labels", {})
+    labels.update({"batch.kubernetes.io/controller-uid": meta["uid"], "batch.kubernetes.io/job-name": meta["name"],
+                   "controller-uid": meta["uid"], "job-name": meta["name"]})
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}}
+    if not meta.get("labels"):
+        meta["labels"] = dict(labels)
 
 
 def _default_ingress(ingress: dict[str, Any], _: Allocator) -> None:
@@ -366,7 +398,7 @@ DEFAULTERS: dict[tuple[str, str], Callable[[dict[str, Any], Allocator], None]] =
     ("", "Namespace"): _default_namespace, ("", "Event"): _default_event,
     ("", "PersistentVolumeClaim"): _default_claim, ("", "PersistentVolume"): _default_volume,
     ("storage.k8s.io", "StorageClass"): _default_storage_class, ("batch", "CronJob"): _default_cronjob,
-    ("networking.k8s.io", "Ingress"): _default_ingress,
+    ("networking.k8s.io", "Ingress"): _default_ingress, ("batch", "Job"): _default_job,
 }
 KEEPERS: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], None]] = {
     ("", "Service"): _keep_service_allocations}

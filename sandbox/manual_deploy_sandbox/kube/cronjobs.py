@@ -49,15 +49,17 @@ class CronJobController:
             self.events.record(cronjob, "JobAlreadyActive", "Not starting job because prior execution is running "
                                "and concurrency policy is Forbid", component=COMPONENT, repeat=True)
             return None
-        if policy == "Replace":
-            for job in running:
+        replaced = {j["metadata"]["uid"] for j in running} if policy == "Replace" else set()
+        for job in running:
+            if job["metadata"]["uid"] in replaced:
                 self._delete_job(cronjob, job)
         scheduled = self._free_minute(cronjob)
         job = self.cluster.create(JOBS, job_from_template(cronjob, scheduled), namespace)
         self.events.record(cronjob, "SuccessfulCreate", f"Created job {job['metadata']['name']}",
                            component=COMPONENT, repeat=True)
         status = copy.deepcopy(cronjob.get("status") or {})
-        status["active"] = [*(status.get("active") or []), _reference(job)]
+        kept = [ref for ref in status.get("active") or [] if ref.get("uid") not in replaced]
+        status["active"] = [*kept, _reference(job)]
         status["lastScheduleTime"] = _stamp(scheduled)
         self._write_status(cronjob, status)
         return job["metadata"]["name"]

@@ -10,7 +10,9 @@ backend Service does not exist (a real failure, no injection needed: FailedBuild
 not found`) or an injected failure matches its name: then the Warning repeats every RETRY seconds
 while the cause stands (creating the Service or clearing the rule lets the next attempt succeed). Every Ingress
 is taken to be the ALB controller's (the emulated cluster has no other ingress class). An address
-once assigned stays, as an ALB stays when a later reconcile fails.
+once assigned stays, as an ALB stays when a later reconcile fails. The controller puts its finalizer
+on every Ingress it sees and takes it off once a deleted one's ALB is gone (here: DELETE_TIME later),
+so a deletion is seen as Terminating first, as `helm uninstall --wait` sees it on EKS.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ INGRESSES = by_path("networking.k8s.io/v1/ingresses")
 SERVICES = by_path("v1/services")
 REGION = "eu-west-2"
 COMPONENT = "ingress"  # the controller's event source for Ingresses
+FINALIZER = "ingress.k8s.aws/resources"
+DELETE_TIME = 1.0  # seconds the ALB takes to go once its Ingress is deleted (real ones: several)
 RETRY = 1.0  # seconds between reconcile attempts of a failing Ingress (the real back-off grows; tests cannot wait)
 FAILED_BUILD_MODEL = "FailedBuildModel"
 NO_SUBNETS = ("Failed build model due to couldn't auto-discover subnets: unable to resolve at least one subnet "
@@ -77,14 +81,31 @@ class LoadBalancerController:
                  clock) -> None:
         self.cluster, self.events, self.failures, self.delay, self.clock = cluster, events, failures, delay, clock
         self._first_seen: dict[str, float] = {}
+        self._deleting: dict[str, float] = {}  # uid -> when its deletion was first seen
 
     def sync(self) -> None:
         ingresses = self.cluster.store.list(INGRESSES, copy=False)
         for ingress in ingresses:
-            if not ingress["metadata"].get("deletionTimestamp") and not _addresses(ingress):
+            if ingress["metadata"].get("deletionTimestamp"):
+                since = self._deleting.setdefault(ingress["metadata"]["uid"], self.clock())
+                if self.clock() - since >= DELETE_TIME:
+                    self._set_finalizer(ingress, present=False)
+            elif self._set_finalizer(ingress, present=True) and not _addresses(ingress):
                 self._reconcile(ingress)
         live = {i["metadata"]["uid"] for i in ingresses}
         self._first_seen = {uid: t for uid, t in self._first_seen.items() if uid in live}
+        self._deleting = {uid: t for uid, t in self._deleting.items() if uid in live}
+
+    def _set_finalizer(self, ingress: dict[str, Any], *, present: bool) -> bool:
+        """Add or remove the controller's finalizer; True when it was already as wanted."""
+        meta = ingress["metadata"]
+        finalizers = meta.get("finalizers") or []
+        if (FINALIZER in finalizers) == present:
+            return True
+        wanted = [*finalizers, FINALIZER] if present else [f for f in finalizers if f != FINALIZER]
+        self.cluster.replace(INGRESSES, meta["namespace"], meta["name"],
+                             {**ingress, "metadata": {**meta, "finalizers": wanted}})
+        return False
 
     def _reconcile(self, ingress: dict[str, Any]) -> None:
         meta = ingress["metadata"]
