@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "Deploy the image to an environment with helm, the way GitLab's deploy job does, and prove it is live.\n\n"

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "The whole chain in one command, run in the app checkout: tag the commit (release format for --env, "

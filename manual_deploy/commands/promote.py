@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "Deploy to --to exactly the image (by digest) that runs healthy in --from, with --to's own replicas "

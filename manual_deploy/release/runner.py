@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 from manual_deploy import audit, interrupts
 from manual_deploy.config import ResolvedApp
 from manual_deploy.errors import Interrupted, ManualDeployError, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm
+from manual_deploy.helm import HelmDriver, Revision, driver_for
 from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
@@ -92,8 +92,7 @@ class ReleaseTransaction:
 
     def helm(self) -> HelmDriver:
         if self._helm is None:
-            self._helm = HelmDriver(find_helm(self.config.helm.executable), kubeconfig=self.guard.kubeconfig,
-                                    context=self.target.context, timeout_s=self.guard.timeout_s)
+            self._helm = driver_for(self.config, self.target, kubeconfig=self.guard.kubeconfig, timeout_s=self.guard.timeout_s)
             self.out.debug(f"helm {self._helm.version} at {self._helm.executable}")
         return self._helm
 
