@@ -3,21 +3,22 @@
 Phases (krane's model): target → image → config → plan → confirm → lock → upgrade+verify → record.
 This module owns the first four (which env and cluster, which image, which values and replicas, what
 changes); `manual_deploy.release.runner` owns the rest, the same for every verb that changes a release.
+The plan's data and pure rules are `manual_deploy.apply_plan`; what the planner asks goes to the module
+that owns it: the registry, the config repo, helm, the cluster, `release.recovery` for a pending release.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from manual_deploy import deployconfig, state
-from manual_deploy.apply_inputs import ApplyRequest, choose_apps, helm_values, image_for, validate_flags
+from manual_deploy.apply_plan import AppPlan, ApplyRequest, choose_apps, helm_values, image_for, validate_flags
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.console import Output
 from manual_deploy.errors import Interrupted, ManualDeployError
-from manual_deploy.helm import Revision, find_helm, helm_error, manifest_diff, network_failure, stored_values
+from manual_deploy.helm import Revision, find_helm, helm_error, manifest_diff, stored_values
 from manual_deploy.images import chart_value, reference
 from manual_deploy.kube import Target, resolve_target
 from manual_deploy.redact import redact
@@ -26,36 +27,6 @@ from manual_deploy.release.recovery import PendingRecovery
 from manual_deploy.release.runner import MAX_PARALLEL_APPS, Change, Guard, ReleaseTransaction
 from manual_deploy.release.speed import EarlyStatusReads, warm_up_kubernetes_client
 
-
-
-@dataclass
-class AppPlan:
-    app: ResolvedApp
-    tag: str
-    image_ref: str  # what we deploy: repo:tag[@digest]
-    image_value: str  # what the chart's `image` value gets
-    digest: str | None
-    replicas: int | None
-    values: list[dict]
-    current: Revision | None = None
-    current_values: dict = field(default_factory=dict)
-    chart: Any = None  # pyhelm3 Chart, loaded by the plan
-    unchanged: bool = False
-    recover: bool = False  # pending-*: roll it back once our lock is taken (a dead run's, or --recover)
-
-    def describe(self) -> str:
-        """One line: what runs now and what the plan makes of it (the plan phase's line and the dry run's)."""
-        new = f"image {self.image_value}" + (f", replicas {self.replicas}" if self.replicas is not None else "")
-        if self.current is None:
-            return f"{self.app.name}: first install → {new}"
-        old_image = self.current_values.get("image", "?")
-        old_replicas = self.current_values.get("replicas")
-        old = f"revision {self.current.number} ({self.current.status}), image {old_image}" + (
-            f", replicas {old_replicas}" if old_replicas is not None else ""
-        )
-        if self.unchanged:
-            return f"{self.app.name}: no change — {old}"
-        return f"{self.app.name}: {old} → {new}"
 
 
 def description(request: ApplyRequest, plan: AppPlan, config_sha: str, who: str) -> str:
@@ -167,15 +138,8 @@ class ApplyPlanner:
         release = plan.app.release
         chart_dir = self.deploy.chart_dir(plan.app.chart)
         chart = asyncio.create_task(helm.chart(chart_dir))  # meanwhile: the upgrade then starts at once
-        started = self.early_reads.take(plan.app.name)
-        read_again = lambda: self.release.read_retrying(lambda: helm.current_and_values(release, namespace), plan.app.name)  # noqa: E731
         try:
-            try:
-                plan.current, values = await (asyncio.to_thread(started.result) if started else read_again())
-            except Exception as exc:  # noqa: BLE001 - a blip while the early read ran: ask again
-                if started is None or network_failure(exc) is None:
-                    raise
-                plan.current, values = await read_again()
+            plan.current, values = await self.release.read_release(plan.app, self.early_reads.take(plan.app.name))
             if plan.current:
                 plan.current_values = values
         except Exception as exc:  # pyhelm3 errors: cluster unreachable, auth

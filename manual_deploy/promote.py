@@ -19,7 +19,7 @@ from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.images import ImageRef
 from manual_deploy.console import Output
 from manual_deploy.apply import run_apply
-from manual_deploy.apply_inputs import ApplyRequest
+from manual_deploy.apply_plan import ApplyRequest
 from manual_deploy.errors import Refused, UsageError
 from manual_deploy.helm import driver_for, helm_error
 from manual_deploy.kube import api_client, resolve_target

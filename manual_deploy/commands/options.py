@@ -27,7 +27,7 @@ ROLLBACK_ON_CHECK_FAILURE = typer.Option(False, "--rollback-on-check-failure", h
 
 def apply_request(*, timeout: str, grace: str, post_check: str | None, **fields):
     """An ApplyRequest from raw option values: durations and the post-check command parsed once, here."""
-    from manual_deploy.apply_inputs import ApplyRequest
+    from manual_deploy.apply_plan import ApplyRequest
     from manual_deploy.durations import parse_duration
     from manual_deploy.postcheck import parse_post_check
 

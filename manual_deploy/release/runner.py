@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 from manual_deploy import audit, interrupts
 from manual_deploy.config import ResolvedApp
 from manual_deploy.errors import Interrupted, ManualDeployError, Refused
-from manual_deploy.helm import HelmDriver, Revision, driver_for
+from manual_deploy.helm import HelmDriver, Revision, driver_for, network_failure
 from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
@@ -229,6 +229,20 @@ class ReleaseTransaction:
 
     async def last_good(self, release: str, before: int | None = None) -> int | None:
         return await self.undoer.last_good(release, before)
+
+    async def read_release(self, app: ResolvedApp, early=None) -> tuple[Revision | None, dict]:
+        """The app's live revision and its values: from the `helm status` started early when there is one
+        (read again if it met a network blip), else read now, retried within --timeout."""
+        helm, namespace = self.helm(), self.target.namespace
+        again = lambda: self.read_retrying(lambda: helm.current_and_values(app.release, namespace), app.name)  # noqa: E731
+        if early is None:
+            return await again()
+        try:
+            return await asyncio.to_thread(early.result)
+        except Exception as exc:  # noqa: BLE001 - a blip while the early read ran: ask again
+            if network_failure(exc) is None:
+                raise
+            return await again()
 
     async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, **kwargs):
         return await self.undoer.read_retrying(read, what, **kwargs)

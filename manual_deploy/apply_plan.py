@@ -1,13 +1,13 @@
-"""What an `apply` plan starts from: the request, the app and image it names or the checkout recorded,
-and the helm values the config repo gives them.
+"""An `apply` plan as data: the request, the plan of one app, and the pure rules between them (which
+apps, which image, which helm values), so the planner in `manual_deploy.apply` only does the I/O.
 
-Checked before the first network call, so bad input fails with nothing changed.
+The request is checked before the first network call, so bad input fails with nothing changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from manual_deploy import validate, yamlio
 from manual_deploy.config import ResolvedApp
@@ -16,6 +16,7 @@ from manual_deploy.images import ImageRef
 
 if TYPE_CHECKING:
     from manual_deploy.deployconfig import DeployConfig
+    from manual_deploy.helm import Revision
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,36 @@ class ApplyRequest:
     rollback_on_check_failure: bool = False
     command: str = "apply"  # what the audit record and the team's messages call it (promote, deploy run apply too)
     source_ref: str | None = None  # the git tag the image was built from, when its image tag is not one (promote --retag)
+
+
+@dataclass
+class AppPlan:
+    app: ResolvedApp
+    tag: str
+    image_ref: str  # what we deploy: repo:tag[@digest]
+    image_value: str  # what the chart's `image` value gets
+    digest: str | None
+    replicas: int | None
+    values: list[dict]
+    current: Revision | None = None
+    current_values: dict = field(default_factory=dict)
+    chart: Any = None  # pyhelm3 Chart, loaded by the plan
+    unchanged: bool = False
+    recover: bool = False  # pending-*: roll it back once our lock is taken (a dead run's, or --recover)
+
+    def describe(self) -> str:
+        """One line: what runs now and what the plan makes of it (the plan phase's line and the dry run's)."""
+        new = f"image {self.image_value}" + (f", replicas {self.replicas}" if self.replicas is not None else "")
+        if self.current is None:
+            return f"{self.app.name}: first install → {new}"
+        old_image = self.current_values.get("image", "?")
+        old_replicas = self.current_values.get("replicas")
+        old = f"revision {self.current.number} ({self.current.status}), image {old_image}" + (
+            f", replicas {old_replicas}" if old_replicas is not None else ""
+        )
+        if self.unchanged:
+            return f"{self.app.name}: no change — {old}"
+        return f"{self.app.name}: {old} → {new}"
 
 
 def validate_flags(request: ApplyRequest) -> None:
