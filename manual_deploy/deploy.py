@@ -13,7 +13,8 @@ from typing import Any
 from manual_deploy import gitops, state
 from manual_deploy.config import Config
 from manual_deploy.console import Output
-from manual_deploy.apply import ApplyRequest, run_apply, validate_flags
+from manual_deploy.apply import run_apply
+from manual_deploy.apply_plan import ApplyRequest, validate_flags
 from manual_deploy.errors import UsageError
 from manual_deploy.kube import resolve_target
 from manual_deploy.wait_image import WaitRequest, wait_for_image

@@ -9,6 +9,7 @@ only into the PRIVATE-TOKEN header; no message carries it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
@@ -24,6 +25,14 @@ TIMEOUT = (3.05, 10.0)
 TOKEN_HINT = (f"create a personal access token with the `api` scope on GitLab (Preferences → Access tokens) "
               f"and `export {TOKEN_ENV}=…`; then run `manual-deploy gitlab-sync`")
 
+
+
+def gitlab_slug(text: str) -> str:
+    """GitLab's *_SLUG: lower-case, everything but a-z0-9 → '-', at most 63 chars, no '-' at the ends.
+
+    The chart's `gitlab_app`/`gitlab_env` annotations must match what GitLab's own deploy job wrote."""
+    slug = re.sub(r"[^a-z0-9]", "-", text.lower())[:63]
+    return slug.strip("-")
 
 class GitLabUnreachable(OperationFailed):
     """Connection refused, timed out, or a 5xx: GitLab is (still) down; try again later."""

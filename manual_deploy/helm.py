@@ -372,6 +372,35 @@ class HelmDriver:
             pass
 
 
+def driver_for(config, target, *, kubeconfig: str | None = None, timeout_s: float = 60.0) -> HelmDriver:
+    """The helm driver for one target (config's helm binary, the target's context): built the same way
+    by every verb, so a reader and a writer of one release never talk to different clusters."""
+    return HelmDriver(find_helm(config.helm.executable), kubeconfig=kubeconfig, context=target.context, timeout_s=timeout_s)
+
+
+async def manifest_diff(helm: HelmDriver, release: str, chart_dir, values: list[dict], namespace: str, *,
+                        live_revision: int | None) -> str:
+    """A unified diff of the live manifest vs `helm template` of the new values (what a dry run shows);
+    `live_revision` None: a first install, diffed against nothing."""
+    import difflib
+
+    new = await helm.template(release, chart_dir, values, namespace)
+    old = await helm.manifest(release, namespace) if live_revision is not None else ""
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True),
+        fromfile=f"{release} (live revision {live_revision if live_revision is not None else '-'})",
+        tofile=f"{release} (new)",
+    )
+    return "".join(lines)
+
+
+def stored_values(values: list[dict]) -> dict:
+    """The values helm stores for these layers: pyhelm3 merges them (mergeconcat) before sending them."""
+    from pyhelm3.client import mergeconcat
+
+    return mergeconcat({}, *values)
+
+
 def _revision(revision) -> Revision:
     status = getattr(revision.status, "value", revision.status)
     return Revision(int(revision.revision), str(status), str(revision.updated), str(revision.description or ""))

@@ -6,11 +6,13 @@ timeout and visibly alive while it runs. Its output tail is what the engineer ne
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import subprocess
 import tempfile
 import time
+from typing import Awaitable, Callable
 
 from manual_deploy.durations import format_duration
 from manual_deploy.errors import OperationFailed, UsageError
@@ -56,6 +58,25 @@ def run_post_check(argv: list[str], *, env: str, app: str, image: str, namespace
         if proc.returncode != 0:
             raise OperationFailed(f"post-check failed with exit code {proc.returncode}{_tail(log)}")
     out.success(f"post-check passed ({format_duration(time.monotonic() - started)})")
+
+
+async def check_deployed(argv: list[str], *, env: str, app: str, image: str, namespace: str, timeout_s: float, out,
+                         revision: int, undo: Callable[[], Awaitable[str]] | None) -> None:
+    """The post-check as a deploy's after-step. On failure the message says what is live now: the new
+    revision (and how to roll it back), or, when `undo` is given (--rollback-on-check-failure), what the
+    undo made live again."""
+    try:
+        await asyncio.to_thread(run_post_check, argv, env=env, app=app, image=image, namespace=namespace,
+                                timeout_s=timeout_s, out=out)
+    except OperationFailed as exc:
+        if undo is not None:
+            back = await undo()
+            raise OperationFailed(f"{app}: revision {revision} deployed but {exc.message}; {back}") from None
+        rollback = f"manual-deploy rollback --env {env} --app {app}"
+        raise OperationFailed(
+            f"{app}: revision {revision} is live but {exc.message}",
+            hint=f"if the new version is at fault: `{rollback}` (or re-run apply with --rollback-on-check-failure)",
+        ) from None
 
 
 def _tail(log) -> str:

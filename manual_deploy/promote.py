@@ -18,9 +18,10 @@ from manual_deploy import images
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.images import ImageRef
 from manual_deploy.console import Output
-from manual_deploy.apply import ApplyRequest, run_apply
+from manual_deploy.apply import run_apply
+from manual_deploy.apply_plan import ApplyRequest
 from manual_deploy.errors import Refused, UsageError
-from manual_deploy.helm import HelmDriver, find_helm, helm_error
+from manual_deploy.helm import driver_for, helm_error
 from manual_deploy.kube import api_client, resolve_target
 
 
@@ -41,7 +42,7 @@ class PromoteRequest:
 def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | None, out: Output) -> tuple[str, str | None]:
     """(tag, digest or None) of the healthy release in `env`; refuses when it is not deployed and rolled out."""
     target = resolve_target(config, env, kubeconfig=kubeconfig)
-    helm = HelmDriver(find_helm(config.helm.executable), kubeconfig=kubeconfig, context=target.context, timeout_s=60)
+    helm = driver_for(config, target, kubeconfig=kubeconfig, timeout_s=60)
 
     try:
         current, values = asyncio.run(helm.current_and_values(app.release, target.namespace))
@@ -109,9 +110,9 @@ def run_promote(config: Config, request: PromoteRequest, out: Output) -> dict[st
     out.step(f"promote {app.name}: {request.source} → {request.target}")
     tag, digest = running_image(config, app, request.source, request.kubeconfig, out)
     if digest is None and app.image_style != "tag":
-        from manual_deploy.apply import resolve_image
+        from manual_deploy.registry import verified_digest
 
-        digest = resolve_image(config, app, tag, None, out)
+        digest = verified_digest(config.registry.url, app.image_repo, tag)
     source_ref = tag  # the git tag GitLab knows; a --retag tag exists only in the registry
     if request.retag:
         if digest is None:

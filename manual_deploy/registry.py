@@ -1,6 +1,7 @@
 """A small client for the two things we ask quay.io: the registry (v2) and the quay API (v1).
 
-Shared by `wait-image` (poll), `apply` (does the image exist, which digest) and `promote` (retag).
+Shared by `wait-image` (poll), `apply` and `promote` (does the image exist, which digest: `verified_digest`)
+and `promote --retag`.
 Transport retries (connection errors, 5xx) come from urllib3's Retry; rate limits (429) and
 longer outages are left to the caller's schedule, which knows its deadline and keeps the user
 informed. Credentials never appear in messages or exceptions.
@@ -19,6 +20,7 @@ from urllib3.util.retry import Retry
 
 from manual_deploy import __version__
 from manual_deploy.errors import OperationFailed, Refused
+from manual_deploy.images import split_repo
 from manual_deploy.redact import redact
 
 MANIFEST_TYPES = (
@@ -383,3 +385,38 @@ class QuayClient:
         """The repository's builds tab, where its build triggers are set up, enabled and disabled."""
         parts = urlsplit(self.api_url)
         return f"{parts.scheme}://{parts.netloc}/repository/{repository}?tab=builds"
+
+
+# --- what a deploy asks: which digest a tag has ---------------------------------------------------------
+
+
+def verified_digest(registry_url: str, image_repo: str, tag: str, digest: str | None = None) -> str:
+    """The registry's digest for `image_repo:tag`; refuses when the image is missing or the tag has moved
+    off `digest` (a deploy must ship what the user named, not whatever the tag points at now)."""
+    _, repository = split_repo(image_repo)
+    client = RegistryClient(registry_url, Credentials.from_env())
+    try:
+        manifest = client.head_manifest(repository, tag)
+    except TransientError as exc:
+        raise OperationFailed(f"cannot check {image_repo}:{tag}: {exc.message}", hint="retry in a minute") from None
+    if manifest is None:
+        raise Refused(
+            f"image {image_repo}:{tag} is not in the registry",
+            hint="wait for the build: `manual-deploy wait-image`, or check the tag",
+        )
+    if digest and manifest.digest != digest:
+        raise Refused(
+            f"tag {tag} of {image_repo} now points at {manifest.digest[:19]}…, not the {digest[:19]}… you asked for",
+            hint="someone re-pushed the tag; check which image you really want, then pass it explicitly",
+        )
+    return manifest.digest
+
+
+def verified_digests(registry_url: str, wanted: list[tuple[str, str, str | None]], *, parallel: int) -> list[str]:
+    """`verified_digest` of every (image_repo, tag, digest) at once: one registry round trip, not one per app.
+
+    The first failure in the given order is raised, as a sequential loop would."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), parallel)), thread_name_prefix="image") as pool:
+        return list(pool.map(lambda item: verified_digest(registry_url, *item), wanted))

@@ -494,11 +494,49 @@ def test_force_refresh_deletes_first_with_a_downtime_warning(cli, bed):
         (["--app", "ingest-core", "--tag", "t1", "--config-ref", "--upload-pack=x"], 2, "invalid git revision"),
     ],
 )
-def test_bad_input_changes_nothing(cli, bed, args, code, needle):
+def test_bad_input_changes_nothing(cli, bed, app_repo, tmp_path, monkeypatch, args, code, needle):
+    """Refused input leaves everything as it was, on a cluster with a live release: no cluster write, the
+    same helm revisions, no lock, and not one byte changed in the state dir (audit log, recorded state),
+    the config clone cache, the app checkout, the config repo or the registry."""
+    import os
+
+    monkeypatch.chdir(app_repo.checkout)  # where apply reads and records the checkout's state
+    publish(bed, "ingest-core", "live1")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "live1", "--yes").code == 0
+    roots = [tmp_path, Path(os.environ["HOME"]), bed.deploy_repo.remote, bed.registry.root]
+    before, written = everything(bed, roots), len(writes(bed))
+
     result = apply(cli, bed, *args)
+
     assert result.code == code, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
-    assert writes(bed) == []
+    assert writes(bed)[written:] == []
+    assert everything(bed, roots) == before
+
+
+def everything(bed, roots: list[Path]) -> dict:
+    """What a run could change: the cluster's newest resourceVersion (any write moves it) and its objects,
+    every app's helm revisions, the leases, and the content of every file under `roots`."""
+    import hashlib
+
+    apps_api, core, coordination = bed.apps_api()
+    files = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif path.is_dir():
+                files[str(path)] = "dir"
+    objects = {kind: sorted((o.metadata.name, o.metadata.resource_version) for o in listed.items)
+               for kind, listed in (("secrets", core.list_namespaced_secret(NS)), ("pods", core.list_namespaced_pod(NS)),
+                                    ("deployments", apps_api.list_namespaced_deployment(NS)))}
+    return {
+        "cluster": core.list_namespaced_config_map(NS).metadata.resource_version,  # the store's newest: any write moves it
+        "objects": objects,
+        "helm": {app: [(r["revision"], r["status"]) for r in history(bed, app)] for app in ("ingest-core", "ingest-exporter")},
+        "leases": [lease.metadata.name for lease in coordination.list_namespaced_lease(NS).items],
+        "files": files,
+    }
 
 
 def test_kube_context_override_is_loud(cli, bed):

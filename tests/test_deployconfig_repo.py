@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from manual_deploy import deployconfig
-from manual_deploy.apply import gitlab_slug
+from manual_deploy.gitlab import gitlab_slug
 from manual_deploy.errors import OperationFailed, Refused, UsageError
 from manual_deploy_sandbox.deployrepo import make_deploy_repo
 

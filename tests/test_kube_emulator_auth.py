@@ -272,7 +272,8 @@ def test_an_unmapped_role_is_401_everywhere(major, kube, kubeconfig, tmp_path):
     assert caught.value.status == 401 and json.loads(caught.value.body) == UNAUTHORIZED
     admin = admin_client(kube, tmp_path)  # the static token is another user: still mapped
     try:
-        assert client.CoreV1Api(admin).list_namespaced_pod(NS) is not None
+        listed = client.CoreV1Api(admin).list_namespaced_pod(NS)
+        assert listed.kind == "PodList" and all(pod.metadata.namespace == NS for pod in listed.items)
     finally:
         admin.close()
 
@@ -319,7 +320,9 @@ def test_denied_verbs_answer_rbacs_403(kube, kubeconfig, tmp_path):
         assert logs["message"] == (f'pods "p-1" is forbidden: User "{ON_CALL}" cannot get resource "pods/log" '
                                    f'in API group "" in the namespace "{NS}"')
         assert logs["details"] == {"name": "p-1", "kind": "pods"}
-        assert core.list_namespaced_pod(NS) is not None  # list is not watch
+        listed = core.list_namespaced_pod(NS)  # list is not watch: the same pods the admin sees
+        assert listed.kind == "PodList"
+        assert [p.metadata.name for p in listed.items] == [p.metadata.name for p in client.CoreV1Api(admin).list_namespaced_pod(NS).items]
         assert _forbidden(lambda: core.list_namespaced_pod(NS, watch=True, timeout_seconds=1,
                                                            _preload_content=False))["message"].startswith(
             f'pods is forbidden: User "{ON_CALL}" cannot watch resource "pods"')

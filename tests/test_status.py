@@ -308,10 +308,41 @@ def test_description_and_image_parsing():
     assert split_image("1.0.50") == (None, "1.0.50", None)
 
 
+CONSOLE_SCRIPT = """
+import os, sys
+class Teardown:  # its __del__ runs when the interpreter is torn down, and only then
+    def __del__(self, write=os.write, open_=os.open, path=sys.argv[1]):
+        write(open_(path, os.O_WRONLY | os.O_CREAT), b"torn down")
+witness = Teardown()
+entry, sys.argv = sys.argv[2], ["manual-deploy", *sys.argv[3:]]
+from manual_deploy import cli
+cli.run() if entry == "run" else sys.exit(cli.main())
+"""
+
+
+def _session_processes(sid: int) -> list[str]:
+    """The command lines of every process still in session `sid` (what a run left behind)."""
+    import os
+
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state, _, _, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state != "Z":  # a zombie runs nothing; init reaps it
+            left.append(f"{pid}: {cmdline}")
+    return left
+
+
 def test_the_console_script_exits_fast_but_cleanly(bed, tmp_path):
-    """`manual-deploy` skips interpreter teardown at exit (0.4–0.6 s); what exit must still do, it does:
-    the whole --output json result reaches a pipe, the exit code is kept, and the kubernetes client's
-    temporary certificate files (written from certificate-authority-data) are removed."""
+    """`manual-deploy` skips interpreter teardown at exit (0.4–0.6 s): what only teardown runs never runs
+    (`main()` with a normal exit runs it: the witness works). What exit must still do, it does: the whole
+    --output json result reaches a pipe, the exit code is kept, the kubernetes client's temporary
+    certificate files (written from certificate-authority-data) are removed, and a deploy leaves no
+    process behind (helm, the early status reads) and no lock."""
     import json
     import os
     import subprocess
@@ -320,16 +351,48 @@ def test_the_console_script_exits_fast_but_cleanly(bed, tmp_path):
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir))
-    proc = subprocess.run(
-        [sys.executable, "-m", "manual_deploy", "--config", str(bed.config), "--output", "json", "status", "--env", "prod"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    runs = iter(range(100))
+
+    def console(entry: str, *args: str) -> tuple[int, str, str, bool]:
+        """Run the console script's entry point as its own session: (exit code, stdout, stderr, torn down).
+        What is left in the session is looked at the moment it exits, before its pipes are drained (a
+        leftover holding them would otherwise only show as a slow exit), and stopped."""
+        import signal
+        from concurrent.futures import ThreadPoolExecutor
+
+        witness = tmp_path / f"torn-down-{next(runs)}"
+        proc = subprocess.Popen([sys.executable, "-c", CONSOLE_SCRIPT, str(witness), entry, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        with ThreadPoolExecutor(1) as pool:
+            output = pool.submit(proc.communicate)
+            proc.wait(timeout=180)
+            left = _session_processes(proc.pid)
+            if left:
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = output.result(timeout=60)
+        assert left == []  # nothing it started outlives it (helm, the early status reads)
+        return proc.returncode, out, err, witness.exists()
+
+    code, out, err, torn_down = console("run", "--config", str(bed.config), "--output", "json", "status", "--env", "prod")
+    assert code == 0, err
+    data = json.loads(out)
     assert {"ingest-core", "ontology"} <= set(data["envs"]["prod"]["apps"])
     assert list(tmpdir.iterdir()) == []
+    assert not torn_down
 
-    refused = subprocess.run([sys.executable, "-m", "manual_deploy", "--config", str(bed.config), "--output", "json",
-                              "status", "--env", "nope"], capture_output=True, text=True, env=env, timeout=120)
-    assert refused.returncode == 2
-    assert json.loads(refused.stdout)["exit_code"] == 2
+    code, out, _, torn_down = console("run", "--config", str(bed.config), "--output", "json", "status", "--env", "nope")
+    assert code == 2
+    assert json.loads(out)["exit_code"] == 2
+    assert not torn_down
+
+    assert console("main", "--version")[3]  # the control: a normal exit does tear down, and the witness sees it
+
+    publish(bed, "ingest-core", "exit1")
+    code, out, err, torn_down = console("run", "--config", str(bed.config), "--output", "json", "apply", "--env", "prod",
+                                        "--app", "ingest-core", "--tag", "exit1", "--yes")
+    assert code == 0, err
+    assert [r["result"] for r in json.loads(out)["results"]] == ["deployed"]
+    _, _, coordination = bed.apps_api()
+    assert coordination.list_namespaced_lease(NS).items == []  # the deploy lock was given back
+    assert list(tmpdir.iterdir()) == []
+    assert not torn_down

@@ -8,6 +8,7 @@ import stat
 import time
 from datetime import datetime, timezone
 
+import pytest
 
 from helpers import tags
 from manual_deploy import state
@@ -93,8 +94,8 @@ def test_local_only_tag_at_the_commit_is_reused_and_pushed(cli, app_repo):
     result = cli("tag", "--repo", app_repo.checkout, "-o", "json")
 
     assert result.code == 0, result.stderr
-    assert result.json() | {} == result.json()
-    assert result.json()["reused"] is True and result.json()["pushed"] is True
+    assert result.json() == {"app": "ingest-core", "commit": head, "tag": short, "remote": "origin", "env": None,
+                             "reused": True, "pushed": True, "unmerged": False}
     assert tags(app_repo.remote) == {short: head}
 
 
@@ -210,11 +211,68 @@ def test_remote_missing(cli, app_repo):
     _assert_clean_failure(result, 2, "remote 'upstream' is not configured", "origin", app_repo=app_repo)
 
 
-def test_unreachable_remote_fails_without_leaking_credentials(cli, app_repo):
-    app_repo.git("remote", "set-url", "origin", "https://robot:s3cr3t-t0ken@127.0.0.1:9/ebi-ait/ingest-core.git")
-    result = cli("tag", "--repo", app_repo.checkout, "-o", "json")
+class EchoingGitServer:
+    """A git smart-HTTP server that refuses every repository, quoting back the URL it was asked for with the
+    credentials it was given (as some proxies and mirrors do): git prints that line as it is, so only our
+    own masking keeps the token off the screen."""
+
+    def __init__(self):
+        import base64
+        import http.server
+        import threading
+
+        def pkt(text: str) -> bytes:
+            return f"{len(text.encode()) + 4:04x}".encode() + text.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                auth = self.headers.get("Authorization")
+                if not auth:  # git sends the URL's credentials only when asked
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                given = base64.b64decode(auth.split()[1]).decode()
+                where = f"http://{given}@{self.headers['Host']}{self.path.split('?')[0]}"
+                body = pkt("# service=git-upload-pack\n") + b"0000" + pkt(f"ERR no repository at {where}\n")
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-git-upload-pack-advertisement")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def echoing_git_server():
+    server = EchoingGitServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("remote", ["refusing", "echoing"])
+def test_unreachable_remote_fails_without_leaking_credentials(cli, app_repo, echoing_git_server, remote):
+    """The token in the remote URL is never printed, not even with -v: not when the connection is refused
+    (git itself leaves it out) and not when the server quotes it back in its error (only our masking
+    removes it: where the git error is read, and again where any error is reported)."""
+    scheme, host = ("https", "127.0.0.1:9") if remote == "refusing" else ("http", echoing_git_server.host)
+    app_repo.git("remote", "set-url", "origin", f"{scheme}://robot:s3cr3t-t0ken@{host}/ebi-ait/ingest-core.git")
+    result = cli("tag", "--repo", app_repo.checkout, "-o", "json", "-v")  # -v: the traceback shows the raw error too
     assert result.code == 1, result.stderr
     assert "cannot fetch from origin" in result.stderr
+    if remote == "echoing":  # the server's own words reached the user, with the token masked
+        assert f"no repository at http://***@{host}/ebi-ait/ingest-core.git" in result.stderr, result.stderr
     assert "s3cr3t-t0ken" not in result.stderr + result.stdout
     assert json.loads(result.stdout)["ok"] is False
     assert tags(app_repo.checkout) == {}

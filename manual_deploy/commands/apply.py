@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "Deploy the image to an environment with helm, the way GitLab's deploy job does, and prove it is live.\n\n"
@@ -47,6 +47,7 @@ def command(
 ) -> None:
     from manual_deploy.apply import run_apply
     from manual_deploy.errors import UsageError
+    from manual_deploy.views.apply import result_text
 
     if image and tag:
         raise UsageError(f"--image {image} and --tag {tag} both name the image: pass one, not both",
@@ -59,4 +60,4 @@ def command(
         recover=recover, repo=str(repo), post_check=post_check, rollback_on_check_failure=rollback_on_check_failure,
     )
     summary = run_apply(session.config(), request, session.out)
-    session.out.result(summary, O.summary_text(summary))
+    session.out.result(summary, result_text(summary))

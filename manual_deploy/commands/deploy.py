@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "The whole chain in one command, run in the app checkout: tag the commit (release format for --env, "
@@ -48,6 +48,7 @@ def command(
 ) -> None:
     from manual_deploy.durations import parse_duration
     from manual_deploy.deploy import DeployRequest, run_deploy
+    from manual_deploy.views.apply import result_text
 
     session = ctx.obj
     apply_request = O.apply_request(
@@ -62,4 +63,4 @@ def command(
         apply=apply_request,
     )
     summary = run_deploy(session.config(), request, session.out)
-    session.out.result(summary, O.summary_text(summary))
+    session.out.result(summary, result_text(summary))

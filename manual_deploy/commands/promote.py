@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "Deploy to --to exactly the image (by digest) that runs healthy in --from, with --to's own replicas "
@@ -31,6 +31,7 @@ def command(
 ) -> None:
     from manual_deploy.durations import parse_duration
     from manual_deploy.promote import PromoteRequest, run_promote
+    from manual_deploy.views.apply import result_text
 
     session = ctx.obj
     request = PromoteRequest(
@@ -38,4 +39,4 @@ def command(
         timeout_s=parse_duration(timeout, option="--timeout"), grace_s=parse_duration(grace, option="--grace"),
     )
     summary = run_promote(session.config(), request, session.out)
-    session.out.result(summary, O.summary_text(summary))
+    session.out.result(summary, result_text(summary))

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from manual_deploy.commands import _options as O
+from manual_deploy.commands import options as O
 
 HELP = (
     "Roll an app back to the previous successfully deployed helm revision (or --revision N).\n\n"

@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 from manual_deploy import audit, interrupts
 from manual_deploy.config import ResolvedApp
 from manual_deploy.errors import Interrupted, ManualDeployError, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm
+from manual_deploy.helm import HelmDriver, Revision, driver_for, network_failure
 from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
@@ -92,8 +92,7 @@ class ReleaseTransaction:
 
     def helm(self) -> HelmDriver:
         if self._helm is None:
-            self._helm = HelmDriver(find_helm(self.config.helm.executable), kubeconfig=self.guard.kubeconfig,
-                                    context=self.target.context, timeout_s=self.guard.timeout_s)
+            self._helm = driver_for(self.config, self.target, kubeconfig=self.guard.kubeconfig, timeout_s=self.guard.timeout_s)
             self.out.debug(f"helm {self._helm.version} at {self._helm.executable}")
         return self._helm
 
@@ -230,6 +229,20 @@ class ReleaseTransaction:
 
     async def last_good(self, release: str, before: int | None = None) -> int | None:
         return await self.undoer.last_good(release, before)
+
+    async def read_release(self, app: ResolvedApp, early=None) -> tuple[Revision | None, dict]:
+        """The app's live revision and its values: from the `helm status` started early when there is one
+        (read again if it met a network blip), else read now, retried within --timeout."""
+        helm, namespace = self.helm(), self.target.namespace
+        again = lambda: self.read_retrying(lambda: helm.current_and_values(app.release, namespace), app.name)  # noqa: E731
+        if early is None:
+            return await again()
+        try:
+            return await asyncio.to_thread(early.result)
+        except Exception as exc:  # noqa: BLE001 - a blip while the early read ran: ask again
+            if network_failure(exc) is None:
+                raise
+            return await again()
 
     async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, **kwargs):
         return await self.undoer.read_retrying(read, what, **kwargs)

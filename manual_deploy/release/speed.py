@@ -21,6 +21,7 @@ MAX_EARLY_READS = 8
 EARLY_PHASE_MODULES = (  # what the main thread imports while the warm-up runs (target, image, config, plan)
     "manual_deploy.registry", "manual_deploy.wait_image", "manual_deploy.deployconfig", "manual_deploy.helm",
     "manual_deploy.kube", "manual_deploy.gitops", "manual_deploy.lock", "manual_deploy.audit", "manual_deploy.notify",
+    "manual_deploy.gitlab",
     "pyhelm3.client",
 )
 

@@ -43,7 +43,7 @@ def export(bare: Path, branch: str, into: Path) -> Path:
 
 def chart_needs(config, bare: Path, helm: str, log) -> prerequisites.Needs:
     """Everything the configured apps' charts reference, in every env, from each env's config branch."""
-    from manual_deploy.apply import gitlab_slug
+    from manual_deploy.gitlab import gitlab_slug
 
     needs = prerequisites.Needs()
     with tempfile.TemporaryDirectory(prefix="sandbox-charts-") as tmp:

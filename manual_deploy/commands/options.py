@@ -1,5 +1,5 @@
-"""What the deploying commands share: their options, defined once so names and help never diverge,
-the turning of those options into an ApplyRequest, and the result text."""
+"""What the deploying commands share: their options, defined once so names and help never diverge, and
+the turning of those options into an ApplyRequest (their result text is `manual_deploy.views.apply`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ ROLLBACK_ON_CHECK_FAILURE = typer.Option(False, "--rollback-on-check-failure", h
 
 def apply_request(*, timeout: str, grace: str, post_check: str | None, **fields):
     """An ApplyRequest from raw option values: durations and the post-check command parsed once, here."""
-    from manual_deploy.apply import ApplyRequest
+    from manual_deploy.apply_plan import ApplyRequest
     from manual_deploy.durations import parse_duration
     from manual_deploy.postcheck import parse_post_check
 
@@ -38,12 +38,3 @@ def apply_request(*, timeout: str, grace: str, post_check: str | None, **fields)
         **fields,
     )
 
-
-def summary_text(summary: dict) -> str:
-    """One line per app (`app env result revision image [GitLab record]`), or the plan and diff of a dry run."""
-    if summary.get("dry_run"):
-        return "\n".join(f"{r['plan']}\n{r['diff'] or '(no manifest changes)'}" for r in summary["results"])
-    return "\n".join(
-        f"{r['app']}\t{summary['env']}\t{r['result']}\trevision {r.get('new_revision')}\t{r.get('image')}"
-        + (f"\t{r['gitlab']}" if r.get("gitlab") else "") for r in summary["results"]
-    )
