@@ -21,6 +21,7 @@ from manual_deploy.helm import Revision, find_helm, helm_error, network_failure
 from manual_deploy.images import ImageRef, chart_value, reference, split_repo
 from manual_deploy.kube import Target, resolve_target
 from manual_deploy.redact import redact
+from manual_deploy.release import description as release_description
 from manual_deploy.release.outcome import Phases
 from manual_deploy.release.runner import MAX_PARALLEL_APPS, Change, Guard, ReleaseTransaction
 from manual_deploy.release.speed import EarlyStatusReads, warm_up_kubernetes_client
@@ -201,11 +202,6 @@ def helm_values(deploy: deployconfig.DeployConfig, app: ResolvedApp, env: str, i
     return [base, overrides]
 
 
-def description(request: ApplyRequest, plan: AppPlan, config_sha: str, who: str) -> str:
-    reason = re.sub(r"\s+", " ", request.reason).strip()[:200] or "-"
-    return f"manual-deploy by {who}; reason: {reason}; image: {plan.image_ref}; config: {config_sha[:8]}"
-
-
 # --- the plan ---------------------------------------------------------------------------------------
 
 
@@ -322,27 +318,26 @@ class Apply:
             plan.current
             and plan.current.status == "deployed"
             and plan.current_values == _merged(plan.values)
-            and f"config: {self.deploy.sha[:8]}" in plan.current.description
+            and release_description.from_config(plan.current.description, self.deploy.sha)
         )
         if plan.unchanged:
-            drift = await asyncio.to_thread(self._live_drift, plan)
+            drift = await asyncio.to_thread(self._changed_behind_helm, plan)
             if drift:
                 plan.unchanged = False
                 self.out.warn(f"{plan.app.name}: the cluster differs from revision {plan.current.number} ({drift}); re-applying it")
 
-    def _live_drift(self, plan: AppPlan) -> str | None:
+    def _changed_behind_helm(self, plan: AppPlan) -> str | None:
         """What someone changed behind helm's back (kubectl set image/scale), or None."""
-        from manual_deploy.deployment_state import DeploymentState
-        from manual_deploy.readiness.api import Api, ReadError
-        from manual_deploy.readiness.reads import path
+        from manual_deploy.drift import find_drift
+        from manual_deploy.live_deployment import peek_deployment
+        from manual_deploy.readiness.api import ReadError
 
         try:
-            found = Api(self.release.kube_client()).get(path("Deployment", self.target.namespace, plan.app.release))
+            live = peek_deployment(self.release.kube_client(), self.target.namespace, plan.app.release)
         except ReadError:
             return None  # the drift check only adds a re-apply; helm's own plan stands
-        if found is None:
-            return "its Deployment is missing"
-        return DeploymentState.from_dict(found).drift(plan.image_value, plan.replicas)
+        found = find_drift(live, plan.image_value, plan.replicas, plan.app.image_repo)
+        return str(found[0]) if found else None
 
     def _plan_line(self, plan: AppPlan) -> str:
         new = f"image {plan.image_value}" + (f", replicas {plan.replicas}" if plan.replicas is not None else "")
@@ -405,7 +400,8 @@ class Apply:
 
         async def upgrade(helm):
             return await helm.upgrade(app.release, plan.chart, plan.values, namespace=ns, timeout_s=request.timeout_s,
-                                      description=description(request, plan, self.deploy.sha, holder_identity()))
+                                      description=release_description.write(holder_identity(), request.reason, plan.image_ref,
+                                                                                    self.deploy.sha))
 
         before = []
         if plan.recover:

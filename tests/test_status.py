@@ -292,7 +292,7 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
 
 def test_description_and_image_parsing():
     from manual_deploy.images import ImageRef
-    from manual_deploy.status import parse_description
+    from manual_deploy.release.description import parse as parse_description
 
     def split_image(text):
         ref = ImageRef.parse(text)

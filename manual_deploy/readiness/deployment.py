@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from manual_deploy.deployment_state import REVISION, DeploymentState
+from manual_deploy.live_deployment import REVISION, LiveDeployment
 from manual_deploy.readiness.state import ResourceState, name_of, state, with_worst_pod
 
 
 def assess(deployment: dict[str, Any], events: list[dict[str, Any]], pods: list[ResourceState] = ()) -> ResourceState:
-    live = DeploymentState.from_dict(deployment)
+    live = LiveDeployment.from_dict(deployment)
     verdict = live.verdict()
     if verdict.state == "done":
         return state("Deployment", live.name, True, verdict.message)
