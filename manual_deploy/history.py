@@ -2,7 +2,8 @@
 
 The audit log is local, so it also holds what never reached helm (refused locks, failed images) and
 the timings; helm's history is the cluster's truth, including deploys made from other machines or by
-GitLab. Both are shown; the cluster part is best-effort, as the log is what you have when it is down.
+GitLab. Both are returned (views/history.py draws them); the cluster part is best-effort, as the log is
+what you have when it is down.
 """
 
 from __future__ import annotations
