@@ -75,15 +75,20 @@ def _ready(row: AppStatus) -> str:
     return f"{row.ready_replicas}/{row.desired_replicas}"
 
 
-def _mismatch_cell(row: AppStatus) -> str:
+def _problem_cell(row: AppStatus) -> str:
+    """The row's drift, or why it could not be read."""
     if row.error:
         return f"✗ {row.error}"
     return "\n".join(f"⚠ {d.summary}" for d in row.drift) or ""
 
 
+def _config_label(env: EnvStatus) -> str:
+    """Which deploy-config commit the replicas were compared with: `branch@sha8`, or that it was not read."""
+    return f"{env.config_branch}@{env.config_sha[:8]}" if env.config_sha else f"{env.config_branch} (not read)"
+
+
 def _title(env: EnvStatus) -> str:
-    config = f"{env.config_branch}@{env.config_sha[:8]}" if env.config_sha else f"{env.config_branch} (not read)"
-    return f"{env.env} · context {env.context} · namespace {env.namespace} · config {config}"
+    return f"{env.env} · context {env.context} · namespace {env.namespace} · config {_config_label(env)}"
 
 
 def _single_env_table(env: EnvStatus):
@@ -112,7 +117,7 @@ def _single_env_table(env: EnvStatus):
             reason,
             row.config_sha or "-",
             Text(row.gitlab or "-", style="yellow" if row.gitlab == "not recorded" else ""),
-            Text(_mismatch_cell(row), style="bold yellow" if drifted else ""),
+            Text(_problem_cell(row), style="bold yellow" if drifted else ""),
         )
     return table
 
@@ -135,7 +140,7 @@ def _multi_env_cell(env: EnvStatus, row: AppStatus | None):
             text.append(f" · {who(row.deployed_by)}")
         if row.gitlab == "not recorded":
             text.append("\nGitLab: not recorded", style="yellow")
-    drift = _mismatch_cell(row)
+    drift = _problem_cell(row)
     if drift:
         text.append(f"\n{drift}", style="bold yellow")
     return text
@@ -149,8 +154,7 @@ def _multi_env_table(envs: list[EnvStatus]):
     table = Table(show_lines=True, box=box.SQUARE)
     table.add_column("APP", style="bold")
     for env in envs:
-        config = f"{env.config_branch}@{env.config_sha[:8]}" if env.config_sha else f"{env.config_branch} (not read)"
-        table.add_column(f"{env.env} ({env.context})\nconfig {config}", overflow="fold", max_width=44)
+        table.add_column(f"{env.env} ({env.context})\nconfig {_config_label(env)}", overflow="fold", max_width=44)
     for name in names:
         table.add_row(name, *(_multi_env_cell(env, env.apps.get(name)) for env in envs))
     return table
