@@ -10,7 +10,6 @@ that owns it: the registry, the config repo, helm, the cluster, `release.recover
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from manual_deploy import deployconfig, state
@@ -22,16 +21,12 @@ from manual_deploy.helm import Revision, find_helm, helm_error, manifest_diff, s
 from manual_deploy.images import chart_value, reference
 from manual_deploy.kube import Target, resolve_target
 from manual_deploy.redact import redact
+from manual_deploy.release import description as release_description
 from manual_deploy.release.outcome import Phases
 from manual_deploy.release.recovery import PendingRecovery
 from manual_deploy.release.runner import MAX_PARALLEL_APPS, Change, Guard, ReleaseTransaction
 from manual_deploy.release.speed import EarlyStatusReads, warm_up_kubernetes_client
 
-
-
-def description(request: ApplyRequest, plan: AppPlan, config_sha: str, who: str) -> str:
-    reason = re.sub(r"\s+", " ", request.reason).strip()[:200] or "-"
-    return f"manual-deploy by {who}; reason: {reason}; image: {plan.image_ref}; config: {config_sha[:8]}"
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -154,27 +149,26 @@ class ApplyPlanner:
             plan.current
             and plan.current.status == "deployed"
             and plan.current_values == stored_values(plan.values)
-            and f"config: {self.deploy.sha[:8]}" in plan.current.description
+            and release_description.from_config(plan.current.description, self.deploy.sha)
         )
         if plan.unchanged:
-            drift = await asyncio.to_thread(self._live_drift, plan)
+            drift = await asyncio.to_thread(self._changed_behind_helm, plan)
             if drift:
                 plan.unchanged = False
                 self.out.warn(f"{plan.app.name}: the cluster differs from revision {plan.current.number} ({drift}); re-applying it")
 
-    def _live_drift(self, plan: AppPlan) -> str | None:
+    def _changed_behind_helm(self, plan: AppPlan) -> str | None:
         """What someone changed behind helm's back (kubectl set image/scale), or None."""
-        from manual_deploy.deployment_state import DeploymentState
-        from manual_deploy.readiness.api import Api, ReadError
-        from manual_deploy.readiness.reads import path
+        from manual_deploy.drift import find_drift
+        from manual_deploy.live_deployment import peek_deployment
+        from manual_deploy.readiness.api import ReadError
 
         try:
-            found = Api(self.release.kube_client()).get(path("Deployment", self.target.namespace, plan.app.release))
+            live = peek_deployment(self.release.kube_client(), self.target.namespace, plan.app.release)
         except ReadError:
             return None  # the drift check only adds a re-apply; helm's own plan stands
-        if found is None:
-            return "its Deployment is missing"
-        return DeploymentState.from_dict(found).drift(plan.image_value, plan.replicas)
+        found = find_drift(live, plan.image_value, plan.replicas, plan.app.image_repo)
+        return str(found[0]) if found else None
 
     # what the runner gets ------------------------------------------------------------------------
 
@@ -187,7 +181,8 @@ class ApplyPlanner:
 
         async def upgrade(helm):
             return await helm.upgrade(app.release, plan.chart, plan.values, namespace=ns, timeout_s=request.timeout_s,
-                                      description=description(request, plan, self.deploy.sha, holder_identity()))
+                                      description=release_description.write(holder_identity(), request.reason, plan.image_ref,
+                                                                             self.deploy.sha))
 
         before = []
         if plan.recover:

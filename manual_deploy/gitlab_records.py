@@ -124,3 +124,15 @@ def gitlab_state(deploy: ManualDeploy | None, memory: SyncMemory) -> str:
         return "superseded by a later CI deploy"
     status = entry.get("status")
     return f"recorded (#{entry.get('iid', '?')}{'' if status == 'success' else f', {status}'})"
+
+
+def last_deploy_states(config: Config, releases: dict[tuple[str, str], bool]) -> dict[tuple[str, str], str]:
+    """For `status`: per (env, app), whether GitLab has a record of the app's last manual deploy from here.
+
+    `releases` says, per (env, app), whether its release was made by manual-deploy (from any machine).
+    From the audit log and what `gitlab-sync` remembers: no GitLab call, so it works while GitLab is down."""
+    memory, last = SyncMemory(), {}
+    for deploy in manual_deploys(config):
+        last[(deploy.env, deploy.app)] = deploy
+    return {key: gitlab_state(last[key], memory) if key in last else ("not from this machine" if by_us else "-")
+            for key, by_us in releases.items()}

@@ -2,7 +2,8 @@
 
 The audit log is local, so it also holds what never reached helm (refused locks, failed images) and
 the timings; helm's history is the cluster's truth, including deploys made from other machines or by
-GitLab. Both are shown; the cluster part is best-effort, as the log is what you have when it is down.
+GitLab. Both are returned (views/history.py draws them); the cluster part is best-effort, as the log is
+what you have when it is down.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from manual_deploy import audit, paths
+from manual_deploy import audit
 from manual_deploy.config import Config
 from manual_deploy.console import Output
 from manual_deploy.errors import ManualDeployError, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
 from manual_deploy.kube import resolve_target
-from manual_deploy.images import ImageRef
-from manual_deploy.status import HELM_READ_TIMEOUT_S, parse_description, render, who
-from manual_deploy.timestamps import parse_time
+from manual_deploy.release import description
+from manual_deploy.status import HELM_READ_TIMEOUT_S
+from manual_deploy.timestamps import iso, parse_time
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,11 @@ def helm_revisions(config: Config, request: HistoryRequest, out: Output) -> list
 
 
 def _revision_dict(revision) -> dict[str, Any]:
-    made_by = parse_description(revision.description)
-    stamp = parse_time(revision.updated)
+    made_by = description.parse(revision.description)
     return {
         "revision": revision.number,
         "status": revision.status,
-        "updated": stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else revision.updated,
+        "updated": iso(parse_time(revision.updated)) or revision.updated,
         "description": revision.description,
         "deployed_by": made_by.by if made_by else None,
         "reason": made_by.reason if made_by else None,
@@ -87,88 +87,3 @@ def run_history(config: Config, request: HistoryRequest, out: Output) -> dict[st
     elif request.env or request.app:
         out.info("(pass both --env and --app to see helm's history of the release too)")
     return {"audit": records, "helm": helm}
-
-
-# --- text ----------------------------------------------------------------------------------------------
-
-
-def _when(text: str | None) -> str:
-    stamp = parse_time(text)
-    return stamp.strftime("%Y-%m-%d %H:%MZ") if stamp else (text or "-")
-
-
-def _revisions(record: dict) -> str:
-    old, new = record.get("old_revision"), record.get("new_revision")
-    return f"{old if old is not None else '-'} → {new if new is not None else '-'}"
-
-
-_RESULT_STYLE = {"deployed": "green", "failed": "bold red", "interrupted": "bold red", "unchanged": "dim"}
-
-
-def _scope(request: HistoryRequest) -> str:
-    parts = [p for p in (request.env, request.app) if p]
-    return "/".join(parts) if parts else "all envs and apps"
-
-
-def audit_table(records: list[dict], request: HistoryRequest):
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    title = f"audit log of this machine ({paths.audit_log()}) · {_scope(request)} · last {len(records)}"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("WHEN", "ENV", "APP", "RESULT", "REVISION", "IMAGE", "BY", "REASON", "MESSAGE"):
-        table.add_column(name, overflow="fold", max_width=60 if name == "MESSAGE" else (40 if name == "REASON" else None))
-    for record in records:
-        result = str(record.get("result", "?"))
-        table.add_row(
-            _when(record.get("at")),
-            str(record.get("env", "-")),
-            str(record.get("app", "-")),
-            Text(result, style=_RESULT_STYLE.get(result, "")),
-            _revisions(record),
-            ImageRef.parse(record.get("image")).short(),
-            f"{record.get('user', '?')}@{record.get('host', '?')}",
-            record.get("reason") or "-",
-            "" if result == "deployed" else (record.get("message") or ""),  # a success's message only repeats the image
-        )
-    return table
-
-
-def helm_table(revisions: list[dict], request: HistoryRequest):
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"helm history of {request.app} in {request.env} (the cluster's record)", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("REVISION", "UPDATED", "STATUS", "IMAGE", "BY", "REASON / DESCRIPTION", "CONFIG"):
-        table.add_column(name, overflow="fold", max_width=60 if name.startswith("REASON") else None)
-    for entry in revisions:
-        status = entry["status"]
-        style = "green" if status == "deployed" else ("bold red" if status.startswith(("failed", "pending")) else "dim")
-        table.add_row(
-            str(entry["revision"]),
-            _when(entry["updated"]),
-            Text(status, style=style),
-            ImageRef.parse(entry["image"]).short(),
-            who(entry["deployed_by"]) if entry["deployed_by"] else "-",
-            (entry["reason"] or "-") if entry["deployed_by"] else (entry["description"] or "-"),
-            entry["config_sha"] or "-",
-        )
-    return table
-
-
-def render_text(data: dict[str, Any], request: HistoryRequest, *, width: int = 200, color: bool = False) -> str:
-    """The audit table (or a friendly line when it is empty), then helm's table when it was read."""
-    parts: list[Any] = []
-    if data["audit"]:
-        parts.append(audit_table(data["audit"], request))
-    else:
-        scope = "" if not (request.env or request.app) else f" for {_scope(request)}"
-        parts.append(f"no deploys recorded{scope} in {paths.audit_log()} yet (it holds what `manual-deploy apply` did on this machine)")
-    if data["helm"] is not None:
-        if data["helm"]:
-            parts.append(helm_table(data["helm"], request))
-        else:
-            parts.append(f"helm has no release {request.app} in {request.env}")
-    return render(*parts, width=width, color=color)

@@ -40,7 +40,8 @@ class PromoteRequest:
 
 
 def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | None, out: Output) -> tuple[str, str | None]:
-    """(tag, digest or None) of the healthy release in `env`; refuses when it is not deployed and rolled out."""
+    """(tag, digest or None) of the healthy release in `env`; refuses when it is not deployed and rolled out,
+    or when its Deployment no longer runs what helm deployed (the same drift `status` reports)."""
     target = resolve_target(config, env, kubeconfig=kubeconfig)
     helm = driver_for(config, target, kubeconfig=kubeconfig, timeout_s=60)
 
@@ -51,24 +52,21 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
     if current is None or current.status != "deployed":
         state = current.status if current else "not deployed"
         raise Refused(f"{app.name} in {env} is {state}: only a healthy release can be promoted", hint=f"check `manual-deploy status --env {env}`")
-    from kubernetes import client
+    from manual_deploy.drift import find_drift
+    from manual_deploy.live_deployment import read_deployment
 
-    from manual_deploy.deployment_state import DeploymentState
-
-    from kubernetes.client.exceptions import ApiException
-
-    kube = api_client(target)
-    try:
-        deployment = client.AppsV1Api(kube).read_namespaced_deployment(app.release, target.namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise Refused(f"{app.name} in {env} has a release but no Deployment {app.release}: only a healthy release "
-                          "can be promoted", hint=f"check `manual-deploy status --env {env} --app {app.name}`") from None
-        raise  # 401/403: the CLI names what the API refused
-    verdict = DeploymentState.from_dict(kube.sanitize_for_serialization(deployment)).verdict()
+    live = read_deployment(api_client(target), target.namespace, app.release)  # a 401/403: the CLI names what the API refused
+    if live is None:
+        raise Refused(f"{app.name} in {env} has a release but no Deployment {app.release}: only a healthy release "
+                      "can be promoted", hint=f"check `manual-deploy status --env {env} --app {app.name}`")
+    verdict = live.verdict()
     if verdict.state != "done":
         raise Refused(f"{app.name} in {env} is not healthy: {verdict.message}", hint="promote only what runs well")
     image = str(values.get("image", ""))
+    drift = find_drift(live, image or None, None, app.image_repo)
+    if drift:
+        raise Refused(f"{app.name} in {env} is not what helm deployed in revision {current.number}: {drift[0]}",
+                      hint=f"promote only what helm deployed; `manual-deploy status --env {env} --app {app.name}` shows the drift")
     if app.image_style == "tag":
         return image, None
     ref = ImageRef.parse(image)

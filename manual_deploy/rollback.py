@@ -17,6 +17,7 @@ from manual_deploy.errors import Interrupted, ManualDeployError, Refused, UsageE
 from manual_deploy.helm import Revision, helm_error
 from manual_deploy.images import ImageRef
 from manual_deploy.kube import resolve_target
+from manual_deploy.release.description import deployed_by
 from manual_deploy.release.outcome import Phases
 from manual_deploy.release.runner import Change, Guard, ReleaseTransaction
 
@@ -54,14 +55,6 @@ def choose_revision(history: list[Revision], current: Revision, wanted: int | No
     if not good:
         raise Refused(f"no earlier successfully deployed revision before {current.number}", hint="pass --revision N (see `helm history`)")
     return max(good, key=lambda r: r.number)
-
-
-def who_deployed(description: str) -> str:
-    """user@host from an apply-made description; any other description as it is."""
-    from manual_deploy.status import parse_description, who
-
-    made = parse_description(description)
-    return who(made.by) if made else (description or "unknown")
 
 
 def run_rollback(config: Config, request: RollbackRequest, out: Output) -> dict[str, Any]:
@@ -121,7 +114,7 @@ async def _plan(release: ReleaseTransaction, app, request: RollbackRequest, out:
     back_image = (await helm.values(app.release, ns, chosen.number)).get("image", "?")
     out.info(
         f"  {app.name}: revision {current.number} ({current.status}, {now_image}) → revision {chosen.number} "
-        f"({back_image}, deployed {chosen.updated} by {who_deployed(chosen.description)})"
+        f"({back_image}, deployed {chosen.updated} by {deployed_by(chosen.description)})"
     )
 
     async def roll_back(driver):

@@ -1,4 +1,4 @@
-"""Timestamps as helm, the kube API, GitLab and our audit log write them, read one way.
+"""Timestamps as helm, the kube API, GitLab and our audit log write them, read one way; ours written one way.
 
 RFC 3339 with any number of fractional digits (helm and the API server write nanoseconds), `Z` or an
 offset (with or without a colon), or Python's str(datetime); no zone means UTC.
@@ -27,3 +27,8 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return stamp.astimezone(timezone.utc)
+
+
+def iso(stamp: datetime | None) -> str | None:
+    """The UTC second, as our JSON results give every time: `2024-05-01T12:34:56Z`."""
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else None

@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from manual_deploy.deployment_state import DeploymentState
+from manual_deploy.live_deployment import LiveDeployment
 from manual_deploy.readiness.kinds import Related, daemonset, deployment, job, pod, service, statefulset
 from manual_deploy.readiness.kinds import persistentvolumeclaim as pvc
 from manual_deploy.readiness.resource_state import Failure, ResourceState
@@ -213,12 +213,12 @@ def test_a_progressing_deployment_says_what_it_waits_for(kwargs, summary):
 def test_a_rolled_out_deployment_is_ready_and_its_state_lists_the_template_images():
     done = a_deployment(replicas=2, updated=2, total=2, available=2)
     assert deployment.assess(done) == ResourceState("Deployment", "ingest-broker", True, "rolled out: 2/2 available")
-    live = DeploymentState.from_dict(done)
+    live = LiveDeployment.from_dict(done)
     assert (live.desired, live.updated, live.available, live.images) == (2, 2, 2, ("quay.io/ebi-ait/ingest-broker:b1",))
 
 
 def test_a_deployment_without_replicas_in_spec_wants_one():
-    assert DeploymentState.from_dict({"metadata": {"name": "x"}, "spec": {}, "status": {}}).verdict().message == \
+    assert LiveDeployment.from_dict({"metadata": {"name": "x"}, "spec": {}, "status": {}}).verdict().message == \
         "0 of 1 new replicas updated"
 
 

@@ -292,7 +292,7 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
 
 def test_description_and_image_parsing():
     from manual_deploy.images import ImageRef
-    from manual_deploy.status import parse_description
+    from manual_deploy.release.description import parse as parse_description
 
     def split_image(text):
         ref = ImageRef.parse(text)
@@ -396,3 +396,37 @@ def test_the_console_script_exits_fast_but_cleanly(bed, tmp_path):
     assert coordination.list_namespaced_lease(NS).items == []  # the deploy lock was given back
     assert list(tmpdir.iterdir()) == []
     assert not torn_down
+
+
+def test_drift_is_read_from_the_apps_container_never_a_sidecar():
+    """One rule for apply, promote and status: the app's container (named after the Deployment, else running the
+    app's image repo) must run the release's image; a sidecar running something else is no drift, and the app's
+    container running something else is, whatever the sidecar runs."""
+    from manual_deploy.drift import find_drift
+    from manual_deploy.live_deployment import LiveDeployment
+
+    def deployment(name, *containers, replicas=1):
+        return LiveDeployment.from_dict({"metadata": {"name": name}, "spec": {"replicas": replicas, "template": {"spec": {
+            "containers": [{"name": n, "image": i} for n, i in containers]}}}})
+
+    wanted = "quay.io/ebi-ait/core:t1@sha256:aa"
+    assert find_drift(deployment("core", ("proxy", "envoy:1"), ("core", wanted)), wanted, 1) == []
+    assert find_drift(deployment("core-dep", ("proxy", "envoy:1"), ("app", wanted)), wanted, 1, "quay.io/ebi-ait/core") == []
+    [image] = find_drift(deployment("core", ("core", "quay.io/ebi-ait/core:sneaky"), ("proxy", wanted)), wanted, 1)
+    assert (image.kind, image.live, str(image)) == ("image", "quay.io/ebi-ait/core:sneaky", "it runs quay.io/ebi-ait/core:sneaky")
+    assert [str(d) for d in find_drift(deployment("core", ("core", wanted), replicas=3), wanted, 2)] == ["3 replicas instead of 2"]
+    assert [str(d) for d in find_drift(None, wanted, 2)] == ["its Deployment is missing"]
+    assert find_drift(deployment("ontology", ("ontology", "quay.io/ebi-ait/ontology:st1")), "st1", None) == []  # a bare-tag chart
+
+
+def test_the_description_apply_writes_is_the_one_status_reads():
+    from manual_deploy.release import description
+
+    text = description.write("alice@laptop#42", "INC-1:\n  roll   forward", "quay.io/ebi-ait/x:t@sha256:ab", "0123abcd" * 5)
+    assert text == "manual-deploy by alice@laptop#42; reason: INC-1: roll forward; image: quay.io/ebi-ait/x:t@sha256:ab; config: 0123abcd"
+    made = description.parse(text)
+    assert (made.by, made.reason, made.image, made.config_sha) == ("alice@laptop#42", "INC-1: roll forward", "quay.io/ebi-ait/x:t@sha256:ab", "0123abcd")
+    assert description.from_config(text, "0123abcd" * 5) and not description.from_config(text, "fedcba98" * 5)
+    assert not description.from_config("Upgrade complete; config: 0123abcd", "0123abcd" * 5)
+    assert description.parse(description.write("a@b#1", "  ", "x", "0123abcd")).reason is None
+    assert description.deployed_by(text) == "alice@laptop" and description.deployed_by("Rollback to 2") == "Rollback to 2"

@@ -20,8 +20,9 @@ def command(
     limit: int = typer.Option(20, "--limit", "-n", metavar="N", min=1, help="Show the last N entries of each history."),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config)."),
 ) -> None:
-    from manual_deploy.history import HistoryRequest, render_text, run_history
-    from manual_deploy.status import terminal_style
+    from manual_deploy.history import HistoryRequest, run_history
+    from manual_deploy.views.history import render_text
+    from manual_deploy.views.tables import terminal_style
 
     session = ctx.obj
     request = HistoryRequest(env=env, app=app, limit=limit, kubeconfig=kubeconfig)

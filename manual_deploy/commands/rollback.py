@@ -31,6 +31,7 @@ def command(
 ) -> None:
     from manual_deploy.durations import parse_duration
     from manual_deploy.rollback import RollbackRequest, run_rollback
+    from manual_deploy.views.rollback import result_line
 
     session = ctx.obj
     request = RollbackRequest(
@@ -39,4 +40,4 @@ def command(
         break_lock=break_lock,
     )
     result = run_rollback(session.config(), request, session.out)
-    session.out.result(result, f"{result['app']}\t{result['env']}\t{result['result']}\trevision {result['new_revision']}\t{result['image']}")
+    session.out.result(result, result_line(result))

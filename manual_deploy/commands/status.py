@@ -23,9 +23,13 @@ def command(
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config)."),
 ) -> int:
     from manual_deploy.errors import FAILED, OK
-    from manual_deploy.status import StatusRequest, render_text, run_status, terminal_style
+    from manual_deploy.status import run_status
+    from manual_deploy.status_report import StatusRequest
+    from manual_deploy.views.status import render_text, report_problems
+    from manual_deploy.views.tables import terminal_style
 
     session = ctx.obj
     report = run_status(session.config(), StatusRequest(envs=tuple(env), apps=tuple(app or ()), kubeconfig=kubeconfig), session.out)
+    report_problems(report, session.out)
     session.out.result(report.as_dict(), render_text(report, **terminal_style()))
     return FAILED if report.failed else OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from manual_deploy.deployment_state import REVISION, DeploymentState
+from manual_deploy.live_deployment import REVISION, LiveDeployment
 from manual_deploy.readiness import reads
 from manual_deploy.readiness.kinds import Kind, Read, Related
 from manual_deploy.readiness.resource_state import ResourceState, name_of, state, with_worst_pod
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def assess(deployment: dict[str, Any], related: Related = Related()) -> ResourceState:
-    live = DeploymentState.from_dict(deployment)
+    live = LiveDeployment.from_dict(deployment)
     verdict = live.verdict()
     if verdict.state == "done":
         return state("Deployment", live.name, True, verdict.message)

@@ -1,7 +1,10 @@
-"""A Deployment's live state, from the JSON the apiserver serves: the one place that reads it.
+"""A Deployment as it runs: the one place that reads Deployments from the API, and the one reading of their JSON.
 
-The rollout verdict follows kubectl's DeploymentStatusViewer (`kubectl rollout status`), with
-missing counts read as 0 (the apiserver omits zero fields).
+Two ways to ask, for two kinds of caller: `read_deployment` and `list_deployments` use the typed client,
+whose errors (ApiException) name what the API refused; `peek_deployment` GETs plain JSON, because a
+deploy cannot spend the ≈ 0.3 s the typed Deployment models take to import. All three answer with a
+`LiveDeployment`. The rollout verdict follows kubectl's DeploymentStatusViewer (`kubectl rollout
+status`), with missing counts read as 0 (the apiserver omits zero fields).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class DeploymentState:
+class LiveDeployment:
+    """What a Deployment asks for (its spec) and has (its status), as read at one moment."""
+
     name: str
     uid: str
     generation: int
@@ -36,7 +41,7 @@ class DeploymentState:
     deadline_exceeded: str | None  # the Progressing condition's message once ProgressDeadlineExceeded
 
     @classmethod
-    def from_dict(cls, deployment: dict[str, Any]) -> DeploymentState:
+    def from_dict(cls, deployment: dict[str, Any]) -> LiveDeployment:
         meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
         template = (spec.get("template") or {}).get("spec") or {}
         deadline = next((c for c in status.get("conditions") or []
@@ -54,20 +59,16 @@ class DeploymentState:
             deadline_exceeded=None if deadline is None else (deadline.get("message") or "").strip(),
         )
 
-    def app_image(self) -> str | None:
-        """The app's container image: the container named after the Deployment, else the first."""
+    def app_image(self, image_repo: str | None = None) -> str | None:
+        """The app's container image, never a sidecar's: the container named after the Deployment, else the one
+        running the app's image repo, else the first."""
         named = dict(zip(self.containers, self.images))
-        return named.get(self.name) or (self.images[0] if self.images else None)
+        if self.name in named:
+            return named[self.name]
+        from manual_deploy.images import ImageRef
 
-    def drift(self, image_value: str, replicas: int | None) -> str | None:
-        """How the live spec differs from what helm deployed (kubectl set image/scale behind its back), or None."""
-        from manual_deploy.images import same_image
-
-        if not any(same_image(image, image_value) for image in self.images):
-            return f"it runs {', '.join(self.images)}"
-        if replicas is not None and self.desired != replicas:
-            return f"{self.desired} replicas instead of {replicas}"
-        return None
+        ours = [image for image in self.images if image_repo and ImageRef.parse(image).repo == image_repo]
+        return ours[0] if ours else (self.images[0] if self.images else None)
 
     def verdict(self) -> Verdict:
         if self.generation > self.observed_generation:
@@ -81,3 +82,36 @@ class DeploymentState:
         if self.available < self.updated:
             return Verdict("progressing", f"{self.available} of {self.updated} updated replicas available")
         return Verdict("done", f"rolled out: {self.available}/{self.desired} available")
+
+
+def read_deployment(kube, namespace: str, name: str, *, timeout=None) -> LiveDeployment | None:
+    """One Deployment through the typed client; None when it does not exist. Other errors are raised as
+    the client raises them (ApiException: the CLI names what a 401/403 refused)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        found = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace, _request_timeout=timeout)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return LiveDeployment.from_dict(kube.sanitize_for_serialization(found))
+
+
+def list_deployments(kube, namespace: str, *, timeout=None) -> dict[str, LiveDeployment]:
+    """Every Deployment of the namespace in one call, by name; errors raised as the typed client raises them."""
+    from kubernetes import client
+
+    found = client.AppsV1Api(kube).list_namespaced_deployment(namespace, _request_timeout=timeout).items
+    return {d.metadata.name: LiveDeployment.from_dict(kube.sanitize_for_serialization(d)) for d in found}
+
+
+def peek_deployment(kube, namespace: str, name: str) -> LiveDeployment | None:
+    """One Deployment as plain JSON, cheap enough for a deploy's path; None when it does not exist.
+    Raises ReadError (no API body: only the HTTP status or the transport error's type)."""
+    from manual_deploy.readiness.api import Api
+    from manual_deploy.readiness.reads import path
+
+    found = Api(kube).get(path("Deployment", namespace, name))
+    return None if found is None else LiveDeployment.from_dict(found)
