@@ -159,7 +159,7 @@ def _kubeconfig_files(explicit: str | None) -> tuple[str, list[str]]:
 def _kubeconfig_check(explicit: str | None) -> Check:
     path, files = _kubeconfig_files(explicit)
     if not files:
-        return Check("kubeconfig", FAIL, f"no kubeconfig at {path}", f"pass --kubeconfig PATH or set KUBECONFIG; {kube._context_hint(None)}")
+        return Check("kubeconfig", FAIL, f"no kubeconfig at {path}", f"pass --kubeconfig PATH or set KUBECONFIG; {kube.context_hint(None)}")
     return Check("kubeconfig", OK, ", ".join(files))
 
 
@@ -168,11 +168,11 @@ def _context_check(config: Config, env: str, explicit: str | None) -> tuple[Chec
     name = f"context {env}"
     path, files = _kubeconfig_files(explicit)
     if not files:
-        return Check(name, FAIL, f"no kubeconfig at {path}", kube._context_hint(env)), None
+        return Check(name, FAIL, f"no kubeconfig at {path}", kube.context_hint(env)), None
     try:
         target = kube.resolve_target(config, env, kubeconfig=explicit, credentials=False)
     except ManualDeployError as exc:
-        return Check(name, FAIL, exc.message, exc.hint or kube._context_hint(env)), None
+        return Check(name, FAIL, exc.message, exc.hint or kube.context_hint(env)), None
     return Check(name, OK, f"{target.context} → {target.server} (namespace {target.namespace})"), target
 
 
@@ -398,10 +398,10 @@ def one_shot_client(target: kube.Target, *, anonymous: bool = False):
     from kubernetes import config as kube_config
 
     if anonymous:
-        data = kube._merged_kubeconfig(target.kubeconfig)
-        context = kube._named(data.get("contexts"), target.context) or {}
+        data = kube.merged_kubeconfig(target.kubeconfig)
+        context = kube.named(data.get("contexts"), target.context) or {}
         cluster_name = (context.get("context") or {}).get("cluster")
-        cluster = kube._named(data.get("clusters"), cluster_name) or {"name": cluster_name, "cluster": {"server": target.server}}
+        cluster = kube.named(data.get("clusters"), cluster_name) or {"name": cluster_name, "cluster": {"server": target.server}}
         loaded = kube_config.new_client_from_config_dict({
             "clusters": [cluster], "users": [{"name": "anonymous", "user": {}}],
             "contexts": [{"name": target.context, "context": {"cluster": cluster_name, "user": "anonymous"}}],

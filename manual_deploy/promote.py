@@ -21,7 +21,7 @@ from manual_deploy.console import Output
 from manual_deploy.apply import ApplyRequest, run_apply
 from manual_deploy.errors import Refused, UsageError
 from manual_deploy.helm import HelmDriver, find_helm, helm_error
-from manual_deploy.kube import api_client, resolve_target
+from manual_deploy.kube import api_client, is_refusal, refusal, resolve_target
 
 
 
@@ -63,7 +63,10 @@ def running_image(config: Config, app: ResolvedApp, env: str, kubeconfig: str | 
         if exc.status == 404:
             raise Refused(f"{app.name} in {env} has a release but no Deployment {app.release}: only a healthy release "
                           "can be promoted", hint=f"check `manual-deploy status --env {env} --app {app.name}`") from None
-        raise  # 401/403: the CLI names what the API refused
+        if is_refusal(exc):
+            raise refusal(exc, env=env, message=f"cannot read Deployment {app.release} in {env}",
+                          need=f"`get` on deployments in {target.namespace}") from None
+        raise
     verdict = DeploymentState.from_dict(kube.sanitize_for_serialization(deployment)).verdict()
     if verdict.state != "done":
         raise Refused(f"{app.name} in {env} is not healthy: {verdict.message}", hint="promote only what runs well")
