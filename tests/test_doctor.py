@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bed import HELMS, KUBE_TOKEN, write_bed_config
-from manual_deploy import doctor
+from manual_deploy.doctor import checks_cluster, checks_remote, checks_tools, runner
 from manual_deploy.config import parse_config
 from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
@@ -176,10 +176,10 @@ def test_helm_version_checked(tmp_path):
     old.write_text('#!/bin/sh\n[ "$1 $2 $3" = "version --template {{.Version}}" ] && printf v3.7.2\n')
     old.chmod(0o755)
     env = {"MANUAL_DEPLOY_HELM": str(old)}
-    check = doctor.helm_check(None, env)
+    check = checks_tools.helm_check(None, env)
     assert check.status == "fail" and "v3.7.2" in check.detail and "older than 3.8" in check.detail
     assert check.hint.startswith("install helm ≥ 3.8")
-    check = doctor.helm_check(None, {"MANUAL_DEPLOY_HELM": str(HELMS["helm4"])})
+    check = checks_tools.helm_check(None, {"MANUAL_DEPLOY_HELM": str(HELMS["helm4"])})
     assert check.status == "ok" and check.detail.startswith("v4.") and "$MANUAL_DEPLOY_HELM" in check.detail
 
 
@@ -229,7 +229,7 @@ def test_doctor_is_quick_when_everything_hangs(cli, tmp_path, black_hole):
         assert checks[name]["hint"]
     assert "timed out" in checks["registry"]["detail"] and "timed out" in checks["cluster prod"]["detail"]
     assert "no answer within 5 s" in checks["deploy-config repo"]["detail"]
-    assert elapsed < doctor.DEADLINE_S + 2, elapsed
+    assert elapsed < runner.DEADLINE_S + 2, elapsed
 
 
 def test_every_network_call_gets_a_short_timeout(monkeypatch, tmp_path):
@@ -257,15 +257,15 @@ def test_every_network_call_gets_a_short_timeout(monkeypatch, tmp_path):
 
     monkeypatch.setattr(requests, "get", fake_get)
     monkeypatch.setattr(client.VersionApi, "get_code", fake_get_code)
-    assert doctor.registry_check("http://r", "c.yaml").status == "ok"
-    assert doctor.quay_api_check("http://r/api/v1", "c.yaml").status == "ok"
+    assert checks_remote.registry_check("http://r", "c.yaml").status == "ok"
+    assert checks_remote.quay_api_check("http://r/api/v1", "c.yaml").status == "ok"
     kubeconfig = write_kubeconfig(tmp_path / "kc", ingest_contexts("http://127.0.0.1:9"), token=KUBE_TOKEN)
     config = parse_config(write_bed_config(tmp_path / "c.yaml", registry_url="http://r", deploy_url="x", helm=HELMS["helm3"]).read_text(), "c")
     from manual_deploy.kube import resolve_target
 
-    assert doctor.cluster_check(resolve_target(config, "prod", kubeconfig=str(kubeconfig))).status == "ok"
-    assert seen["http://r/v2/"] == seen["http://r/api/v1/discovery"] == doctor.HTTP_TIMEOUT
-    assert sum(doctor.HTTP_TIMEOUT) <= 5 and seen["cluster"] == doctor.CHECK_TIMEOUT_S <= 5
+    assert checks_cluster.cluster_check(resolve_target(config, "prod", kubeconfig=str(kubeconfig))).status == "ok"
+    assert seen["http://r/v2/"] == seen["http://r/api/v1/discovery"] == checks_remote.HTTP_TIMEOUT
+    assert sum(checks_remote.HTTP_TIMEOUT) <= 5 and seen["cluster"] == runner.CHECK_TIMEOUT_S <= 5
     assert seen["retries"] is False
 
 
