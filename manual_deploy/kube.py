@@ -193,7 +193,9 @@ def error_line(exc: BaseException) -> str:
     said = next((marker for marker in _SAYS if marker in text), None)
     if said is None:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        said = lines[-1][:200] if lines else type(exc).__name__
+        if not lines:
+            return type(exc).__name__
+        said = lines[-1][:200]
     return f"{type(exc).__name__}: {said}"
 
 
