@@ -76,6 +76,7 @@ def _read_kubeconfig(file: Path, yaml, yamlio) -> dict:
 
 
 def context_hint(env: str | None) -> str:
+    """How the on-call gets an env's kube context (`None`: any env), for every refusal about a missing one."""
     which = env or "<env>"
     return (
         f"get the context: in ingest-kube-deployment `source config/environment_{which}; cd infra; "
