@@ -8,6 +8,7 @@ MARKS = {OK: "✓", FAIL: "✗", WARN: "!"}
 
 
 def report_text(report: Report) -> str:
+    """Names padded to one width, so the details line up and a ✗ stands out at 3 a.m."""
     width = max((len(finding.name) for finding in report.findings), default=0)
     lines = []
     for finding in report.findings:
