@@ -152,22 +152,6 @@ def _report(session: Session, exc: errors.ManualDeployError) -> int:
     return exc.exit_code
 
 
-def api_refusal(exc: BaseException) -> errors.ManualDeployError | None:
-    """A 401/403 from the Kubernetes API that no command turned into its own error: say what the API said
-    (it names the verb and the resource), never the headers or the rest of the body."""
-    if type(exc).__name__ != "ApiException" or getattr(exc, "status", None) not in (401, 403):
-        return None
-    from manual_deploy.kube import api_message
-
-    said = api_message(exc)
-    if exc.status == 401:
-        return errors.Refused(f"the cluster refused the credentials (HTTP 401 {said})",
-                              hint="`manual-deploy doctor --env <env>` says why: an expired login, a wrong AWS_PROFILE, "
-                                   "or a role not mapped in the cluster's aws-auth")
-    return errors.Refused(f"not allowed: {said}", hint="ask a cluster admin for that permission; "
-                                                       "`manual-deploy doctor --env <env>` lists every one a deploy needs")
-
-
 def _given_value(argv: list[str], opts) -> str | None:
     """What the user typed for one of `opts` (the last occurrence), to quote it back in a usage error."""
     given = None
@@ -211,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         session.out.error(f"interrupted by {interrupts.name()}; nothing further was done")
         return interrupts.exit_code()
     except Exception as exc:  # a bug, not an expected failure: still no raw traceback unless asked
-        refused = api_refusal(exc)
-        if refused is not None:
-            return _report(session, refused)
+        from manual_deploy.kube import is_refusal, refusal
+
+        if is_refusal(exc):  # a 401/403 no command caught: still the one refusal wording, exit 3
+            return _report(session, refusal(exc))
         if session.out.verbose:
             import traceback
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from manual_deploy import deployconfig
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.errors import ManualDeployError
+from manual_deploy.kube import error_line
 from manual_deploy.redact import redact
 
 
@@ -35,7 +36,7 @@ def expected_replicas(config: Config, envs: list[str], apps: list[ResolvedApp]) 
             checkout = deployconfig.checkout(config.deployment_repo.url, branch)
         except Exception as exc:  # network, auth, git missing: the replicas check is optional
             for env in branch_envs:
-                readings[env].warnings.append(redact(f"deploy config not read ({_why(exc)}); replicas not checked against it"))
+                readings[env].warnings.append(redact(f"deploy config not read ({exc.message if isinstance(exc, ManualDeployError) else error_line(exc)}); replicas not checked against it"))
             continue
         for env in branch_envs:
             readings[env].sha = checkout.sha
@@ -49,14 +50,6 @@ def _by_branch(config: Config, envs: list[str]) -> dict[str, list[str]]:
     for env in envs:
         grouped.setdefault(config.environment(env).config_branch, []).append(env)
     return grouped
-
-
-def _why(exc: BaseException) -> str:
-    """Our own errors' message; anything else's first line."""
-    if isinstance(exc, ManualDeployError):
-        return exc.message
-    text = str(getattr(exc, "reason", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _replicas_of(checkout, env: str, apps: list[ResolvedApp], warnings: list[str]) -> dict[str, int | None]:

@@ -34,7 +34,7 @@ def kubeconfig_path(explicit: str | None) -> str:
     return explicit or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
 
 
-def _merged_kubeconfig(path: str) -> dict:
+def merged_kubeconfig(path: str) -> dict:
     """clusters/contexts/users of every file in `path` (':'-separated); the first definition wins, as in kubectl."""
     import yaml
 
@@ -42,7 +42,7 @@ def _merged_kubeconfig(path: str) -> dict:
 
     existing = [Path(p).expanduser() for p in path.split(os.pathsep) if p and Path(p).expanduser().is_file()]
     if not existing:
-        raise Refused(f"no kubeconfig found at {path}", hint=_context_hint(None))
+        raise Refused(f"no kubeconfig found at {path}", hint=context_hint(None))
     merged: dict[str, list] = {"clusters": [], "contexts": [], "users": []}
     for file in existing:
         data = _read_kubeconfig(file, yaml, yamlio)
@@ -54,7 +54,7 @@ def _merged_kubeconfig(path: str) -> dict:
 
 def _read_kubeconfig(file: Path, yaml, yamlio) -> dict:
     """One kubeconfig file as a mapping, or a refusal that names the file and what is wrong with it."""
-    fix = f"fix or regenerate it ({_context_hint(None)}), or point --kubeconfig / KUBECONFIG at another file"
+    fix = f"fix or regenerate it ({context_hint(None)}), or point --kubeconfig / KUBECONFIG at another file"
     try:
         data = yamlio.safe_load(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -75,7 +75,8 @@ def _read_kubeconfig(file: Path, yaml, yamlio) -> dict:
     return data
 
 
-def _context_hint(env: str | None) -> str:
+def context_hint(env: str | None) -> str:
+    """How the on-call gets an env's kube context (`None`: any env), for every refusal about a missing one."""
     which = env or "<env>"
     return (
         f"get the context: in ingest-kube-deployment `source config/environment_{which}; cd infra; "
@@ -84,7 +85,8 @@ def _context_hint(env: str | None) -> str:
     )
 
 
-def _named(items: list | None, name: str) -> dict | None:
+def named(items: list | None, name: str) -> dict | None:
+    """The entry called `name` of a kubeconfig list (clusters, contexts, users), as kubectl finds it."""
     return next((item for item in items or [] if isinstance(item, dict) and item.get("name") == name), None)
 
 
@@ -100,17 +102,17 @@ def resolve_target(config: Config, env_name: str, *, kubeconfig: str | None = No
     wanted = context or env.kube_context
     if context and context != env.kube_context and out is not None:
         out.warn(f"--kube-context {context} overrides {env_name}'s configured context {env.kube_context}")
-    data = _merged_kubeconfig(path)
-    entry = _named(data.get("contexts"), wanted)
+    data = merged_kubeconfig(path)
+    entry = named(data.get("contexts"), wanted)
     if entry is None:
         known = ", ".join(c.get("name", "?") for c in data.get("contexts") or []) or "none"
-        raise Refused(f"kube context {wanted!r} is not in {path} (contexts: {known})", hint=_context_hint(env_name))
+        raise Refused(f"kube context {wanted!r} is not in {path} (contexts: {known})", hint=context_hint(env_name))
     cluster_name = (entry.get("context") or {}).get("cluster")
-    cluster = _named(data.get("clusters"), cluster_name) if cluster_name else None
+    cluster = named(data.get("clusters"), cluster_name) if cluster_name else None
     server = ((cluster or {}).get("cluster") or {}).get("server")
     if not server:
         raise Refused(f"kube context {wanted!r} names cluster {cluster_name!r}, which has no server in {path}",
-                      hint=f"the kubeconfig entry is incomplete: regenerate it ({_context_hint(env_name)})")
+                      hint=f"the kubeconfig entry is incomplete: regenerate it ({context_hint(env_name)})")
     if env.cluster_server and server.rstrip("/") != env.cluster_server.rstrip("/"):
         raise Refused(
             f"kube context {wanted!r} points at {server}, but env {env_name} must be {env.cluster_server}",
@@ -127,7 +129,7 @@ def context_user(target: Target, data: dict | None = None):
     from manual_deploy import credentials
 
     first = next((Path(p).expanduser() for p in target.kubeconfig.split(os.pathsep) if p and Path(p).expanduser().is_file()), None)
-    return credentials.user_of(data or _merged_kubeconfig(target.kubeconfig), target.context,
+    return credentials.user_of(data or merged_kubeconfig(target.kubeconfig), target.context,
                                first.parent if first else None)
 
 
@@ -151,21 +153,86 @@ def api_message(exc) -> str:
         return str(exc.reason)
 
 
-def api_client(target: Target, *, retries: bool = True):
+def is_api_error(exc: BaseException) -> bool:
+    """An answer of the Kubernetes API (ApiException or a subclass such as UnauthorizedException), told apart
+    without importing kubernetes."""
+    return any(cls.__name__ == "ApiException" for cls in type(exc).__mro__)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The Kubernetes API said no to who we are (401) or to what we asked (403): a person must act, retrying won't help."""
+    return is_api_error(exc) and getattr(exc, "status", None) in (401, 403)
+
+
+def refusal(exc, *, env: str | None = None, message: str | None = None, need: str | None = None,
+            hint: str | None = None) -> Refused:
+    """The one wording of an API refusal (see `is_refusal`), whichever command met it.
+
+    `message`: what was being done (`cannot take the deploy lock …`); `need`: the permission to ask for;
+    `hint` replaces the default next step. Says what the API said, never its headers or the rest of its body."""
+    said, doctor = api_message(exc), f"`manual-deploy doctor --env {env or '<env>'}`"
+    if exc.status == 401:
+        text = f"the cluster refused the credentials (HTTP 401 {said})"
+        default = (f"{doctor} says why: an expired login, a wrong AWS_PROFILE, "
+                   "or a role not mapped in the cluster's aws-auth")
+        return Refused(f"{message}: {text}" if message else text, hint=hint or default)
+    default = f"ask a cluster admin for {need or 'that permission'}; {doctor} lists every permission a deploy needs"
+    return Refused(f"{message or 'not allowed'}: {said} (HTTP {exc.status})", hint=hint or default)
+
+
+_SAYS = ("Connection refused", "timed out", "Name or service not known", "No route to host",
+         "Temporary failure in name resolution", "Network is unreachable", "certificate verify failed")
+
+
+def error_line(exc: BaseException) -> str:
+    """Any failure in one line (`HTTP 503 Service Unavailable`, `ConnectionError: Connection refused`): without the
+    noise urllib3 wraps around it, and never an API error's headers or body (they may echo a request)."""
+    status = getattr(exc, "status", None)
+    if is_api_error(exc) and status:
+        return f"HTTP {status} {exc.reason or ''}".strip()
+    text = str(exc)
+    said = next((marker for marker in _SAYS if marker in text), None)
+    if said is None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
+            return type(exc).__name__
+        said = lines[-1][:200]
+    return f"{type(exc).__name__}: {said}"
+
+
+def api_client(target: Target, *, retries: bool = True, anonymous: bool = False):
     """An ApiClient for exactly this context (never the kubeconfig's current-context).
 
     `retries=False`: without urllib3's own 3 retries, so a request to a frozen API fails within its
-    timeout instead of four times it — for callers that retry blips themselves (the release runner)."""
+    timeout instead of four times it — for callers that retry blips themselves or must answer in time.
+    `anonymous`: the context's cluster (server, CA) with no user at all, so no exec plugin runs and no
+    credential is sent — what proves reachability and nothing more."""
     from kubernetes import client
     from kubernetes import config as kube_config
 
-    loaded = kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context, persist_config=False)
+    if anonymous:
+        loaded = kube_config.new_client_from_config_dict(_anonymous_kubeconfig(target), context=target.context,
+                                                         persist_config=False)
+    else:
+        loaded = kube_config.new_client_from_config(config_file=target.kubeconfig, context=target.context,
+                                                    persist_config=False)
     if retries:
         return loaded
     configuration = loaded.configuration
     loaded.close()
     configuration.retries = False
     return client.ApiClient(configuration)
+
+
+def _anonymous_kubeconfig(target: Target) -> dict:
+    """The target's context and cluster as a kubeconfig whose only user has no credentials."""
+    data = merged_kubeconfig(target.kubeconfig)
+    context = named(data.get("contexts"), target.context) or {}
+    cluster_name = (context.get("context") or {}).get("cluster")
+    cluster = named(data.get("clusters"), cluster_name) or {"name": cluster_name, "cluster": {"server": target.server}}
+    return {"clusters": [cluster], "users": [{"name": "anonymous", "user": {}}],
+            "contexts": [{"name": target.context, "context": {"cluster": cluster_name, "user": "anonymous"}}],
+            "current-context": target.context}
 
 
 # kubernetes' API and model modules import one another. Two threads importing that web from
@@ -180,7 +247,6 @@ def import_lock_client() -> None:
         from kubernetes import config  # noqa: F401
         from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta  # noqa: F401
         from kubernetes.client.exceptions import ApiException  # noqa: F401
-
 
 
 def network_reason(exc: BaseException) -> str:

@@ -152,6 +152,16 @@ def read_holder(api_client, namespace: str, app: str) -> Holder | None:
     return holder_of(lease)
 
 
+def _raise_if_refused(exc, lock: str) -> None:
+    """A 401/403 on the Lease: the one refusal wording, naming the lock and the permission it takes."""
+    from manual_deploy.kube import is_refusal, refusal
+
+    if is_refusal(exc):
+        raise refusal(exc, message=f"cannot take the deploy lock {lock}",
+                      hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
+                           "deploy needs (here: create leases.coordination.k8s.io)") from None
+
+
 @dataclass
 class Run:
     """What a lock says about the run holding it."""
@@ -251,12 +261,7 @@ class DeployLock:
             self._won(created)
             return True
         except ApiException as exc:
-            if exc.status in (401, 403):
-                from manual_deploy.kube import api_message
-
-                raise Refused(f"cannot take the deploy lock {self.namespace}/{self.name}: {api_message(exc)} (HTTP {exc.status})",
-                              hint="`manual-deploy doctor --env <env>` checks your credentials and every permission a "
-                                   "deploy needs (here: create leases.coordination.k8s.io)") from None
+            _raise_if_refused(exc, f"{self.namespace}/{self.name}")
             if exc.status != 409:
                 raise
         try:
@@ -264,6 +269,7 @@ class DeployLock:
         except ApiException as exc:
             if exc.status == 404:
                 return False  # released between our create and our read: try again
+            _raise_if_refused(exc, f"{self.namespace}/{self.name}")
             raise
         holder = holder_of(current)
         if self._is_ours(holder):  # a create whose answer was lost in a blip did write

@@ -20,7 +20,7 @@ from manual_deploy.console import Output
 from manual_deploy.drift import find_drift
 from manual_deploy.errors import OperationFailed, Refused
 from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
-from manual_deploy.kube import Target, api_client, api_message, resolve_target
+from manual_deploy.kube import Target, api_client, api_message, error_line, is_refusal, refusal, resolve_target
 from manual_deploy.live_deployment import LiveDeployment, list_deployments
 from manual_deploy.lock import holder_of, lease_name
 from manual_deploy.redact import redact
@@ -45,7 +45,7 @@ def connect(target: Target):
 
 def _unreachable(target: Target, exc: BaseException) -> OperationFailed:
     return OperationFailed(
-        redact(f"cluster {target.context} ({target.server}) is unreachable: {_first_line(exc)}"),
+        redact(f"cluster {target.context} ({target.server}) is unreachable: {error_line(exc)}"),
         hint=f"check the VPN/network and your credentials, then `kubectl --context {target.context} get ns`",
     )
 
@@ -58,18 +58,9 @@ def live_deployments(target: Target, kube) -> dict[str, LiveDeployment]:
     try:
         return list_deployments(kube, target.namespace, timeout=KUBE_TIMEOUT_S)
     except ApiException as exc:
-        if exc.status == 401:
-            raise Refused(
-                f"{target.context} refused the credentials when listing deployments in {where} (HTTP 401)",
-                hint=f"`manual-deploy doctor --env {target.env}` says why: an expired login, a wrong AWS_PROFILE, "
-                f"or a role not mapped in the cluster's aws-auth",
-            ) from None
-        if exc.status == 403:
-            raise Refused(
-                f"not allowed to list deployments in {where}: {api_message(exc)}",
-                hint=f"ask a cluster admin for `list` on deployments in {target.namespace}; "
-                f"`manual-deploy doctor --env {target.env}` lists every permission a deploy needs",
-            ) from None
+        if is_refusal(exc):
+            raise refusal(exc, env=target.env, message=f"not allowed to list deployments in {where}",
+                          need=f"`list` on deployments in {target.namespace}") from None
         raise OperationFailed(f"cannot read deployments in {where}: HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors, auth plugin errors
         raise _unreachable(target, exc) from None
@@ -89,16 +80,11 @@ def live_locks(target: Target, kube) -> dict[str, LockStatus]:
     except ApiException as exc:
         why = f"{api_message(exc)} (HTTP {exc.status})"
     except Exception as exc:  # urllib3 connection errors
-        why = _first_line(exc)
+        why = error_line(exc)
     else:
         read_at = datetime.now(timezone.utc)
         return {lease.metadata.name: LockStatus.of(holder_of(lease), read_at) for lease in items}
     raise OperationFailed(redact(f"deploy locks not read, so a deploy in progress is not shown: {why}"))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
-    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
 
 
 async def read_release(helm: HelmDriver, release: str, namespace: str) -> tuple[Revision | None, dict]:

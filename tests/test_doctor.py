@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from bed import HELMS, KUBE_TOKEN, write_bed_config
-from manual_deploy import doctor
+from manual_deploy.doctor import Finding, checks_cluster, checks_remote, checks_tools, runner
 from manual_deploy.config import parse_config
 from manual_deploy_sandbox.kube.kubeconfig import ingest_contexts, write_kubeconfig
 
@@ -44,6 +47,61 @@ def config_without_helm(bed, tmp_path: Path) -> Path:
     path = tmp_path / "no-helm.yaml"
     path.write_text("\n".join(line for line in bed.config.read_text().splitlines() if not line.startswith("helm:")))
     return path
+
+
+def echoing_helm(tmp_path: Path) -> Path:
+    """A helm (wrapper) that fails and prints its environment's secrets on the way out, as a `set -x` wrapper would."""
+    script = tmp_path / "echoing-helm"
+    script.write_text('#!/bin/sh\necho "helm: cannot start with QUAY_TOKEN=$QUAY_TOKEN QUAY_PASSWORD=$QUAY_PASSWORD '
+                      'GITLAB_TOKEN=$GITLAB_TOKEN" >&2\nexit 1\n')
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture
+def echoing_apiserver():
+    """An apiserver (or a proxy in front of it) that answers /version and repeats the caller's bearer token in the
+    reason of every other answer: the one line doctor shows of a failed cluster request."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path.startswith("/version"):
+                self._send(200, "OK", {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "gitCommit": "x",
+                                       "gitTreeState": "clean", "buildDate": "x", "goVersion": "go1.22",
+                                       "compiler": "gc", "platform": "linux/amd64"})
+            else:
+                self._echo()
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._echo()
+
+        def _echo(self):
+            said = f"cannot check {self.headers.get('Authorization')}"
+            self._send(500, said, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": said, "code": 500})
+
+        def _send(self, code: int, reason: str, body: dict):
+            data = json.dumps(body).encode()
+            self.send_response(code, reason)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def assert_never_shown(secrets, *outputs: str) -> None:
+    for output in outputs:
+        for secret in secrets:
+            assert secret not in output
 
 
 # --- healthy -----------------------------------------------------------------------------------------
@@ -85,10 +143,27 @@ def test_healthy_bed_json_and_secrets_never_printed(cli, bed, monkeypatch):
     assert "($MANUAL_DEPLOY_CONFIG)" in checks["config"]["detail"].replace("from ", "")
     assert checks["QUAY_TOKEN"]["detail"] == "set"
     text = cli("doctor").stdout
-    for output in (result.stdout, result.stderr, text):
-        for secret in (*SECRETS.values(), KUBE_TOKEN):
-            if secret != SECRETS["QUAY_USERNAME"]:
-                assert secret not in output
+    secrets = [secret for secret in (*SECRETS.values(), KUBE_TOKEN) if secret != SECRETS["QUAY_USERNAME"]]
+    assert_never_shown(secrets, result.stdout, result.stderr, text)
+
+
+def test_secrets_echoed_back_by_a_failing_tool_or_cluster_are_never_printed(cli, bed, tmp_path, monkeypatch,
+                                                                            echoing_apiserver):
+    """The same secrets, now carried into doctor's words: a helm that prints its environment when it fails, and a
+    cluster that repeats the kubeconfig's bearer token in its answer. Both reach the report, masked."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MANUAL_DEPLOY_HELM", str(echoing_helm(tmp_path)))
+    kubeconfig = write_kubeconfig(tmp_path / "echoing", ingest_contexts(echoing_apiserver), token=KUBE_TOKEN)
+    config = config_without_helm(bed, tmp_path)
+    text = cli("--config", config, "doctor", "--env", "prod", "--kubeconfig", kubeconfig)
+    result = cli("--config", config, "-o", "json", "doctor", "--env", "prod", "--kubeconfig", kubeconfig)
+    assert result.code == text.code == 1, result.stdout + result.stderr
+    checks = by_name(result)
+    assert "QUAY_TOKEN=*** QUAY_PASSWORD=***" in checks["helm"]["detail"]  # the echo did reach the report
+    assert checks["access prod"]["detail"] == "cannot ask what you may do: HTTP 500 cannot check Bearer ***"
+    secrets = [secret for secret in (*SECRETS.values(), KUBE_TOKEN) if secret != SECRETS["QUAY_USERNAME"]]
+    assert_never_shown(secrets, result.stdout, result.stderr, text.stdout, text.stderr)
 
 
 def test_missing_credentials_warn_but_do_not_fail(cli, bed):
@@ -176,10 +251,10 @@ def test_helm_version_checked(tmp_path):
     old.write_text('#!/bin/sh\n[ "$1 $2 $3" = "version --template {{.Version}}" ] && printf v3.7.2\n')
     old.chmod(0o755)
     env = {"MANUAL_DEPLOY_HELM": str(old)}
-    check = doctor.helm_check(None, env)
+    check = checks_tools.helm_check(None, env)
     assert check.status == "fail" and "v3.7.2" in check.detail and "older than 3.8" in check.detail
     assert check.hint.startswith("install helm ≥ 3.8")
-    check = doctor.helm_check(None, {"MANUAL_DEPLOY_HELM": str(HELMS["helm4"])})
+    check = checks_tools.helm_check(None, {"MANUAL_DEPLOY_HELM": str(HELMS["helm4"])})
     assert check.status == "ok" and check.detail.startswith("v4.") and "$MANUAL_DEPLOY_HELM" in check.detail
 
 
@@ -214,22 +289,71 @@ def black_hole():
     sock.close()
 
 
-def test_doctor_is_quick_when_everything_hangs(cli, tmp_path, black_hole):
-    """Registry, quay API, three clusters and the deploy repo all hang: serially ≥ 25 s, concurrently ~5 s."""
+HANGING = ("registry", "quay API", "deploy-config repo", "cluster dev", "cluster staging", "cluster prod")
+
+
+def record_starts(monkeypatch) -> dict[str, float]:
+    """When each network check began, by its name in the report."""
+    started: dict[str, float] = {}
+
+    def timed(module, function: str, name):
+        real = getattr(module, function)
+
+        def run(*args, **kwargs):
+            started[name(*args)] = time.monotonic()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, function, run)
+
+    timed(checks_cluster, "cluster_checks", lambda target: f"cluster {target.env}")
+    timed(checks_remote, "registry_check", lambda *_: "registry")
+    timed(checks_remote, "quay_api_check", lambda *_: "quay API")
+    timed(checks_remote, "deploy_repo_checks", lambda *_: "deploy-config repo")
+    return started
+
+
+def test_doctor_is_quick_when_everything_hangs(cli, tmp_path, black_hole, monkeypatch):
+    """Registry, quay API, three clusters and the deploy repo all hang, each until its own timeout (2.5-5 s):
+    serially ≥ 25 s, concurrently ~5 s. Doctor's deadline (8 s) caps the time either way, so what tells the two
+    apart is that all six start together and each ends by its own timeout, never by the deadline."""
+    started = record_starts(monkeypatch)
     hole = f"http://{black_hole}"
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", ingest_contexts(hole), token=KUBE_TOKEN)
     config = write_bed_config(tmp_path / "c.yaml", registry_url=hole, deploy_url=f"{hole}/ingest-kube-deployment.git", helm=HELMS["helm3"])
-    started = time.monotonic()
+    began = time.monotonic()
     result = cli("--config", config, "-o", "json", "doctor", "--kubeconfig", kubeconfig)
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - began
     assert result.code == 1
     checks = by_name(result)
-    for name in ("registry", "quay API", "deploy-config repo", "cluster dev", "cluster staging", "cluster prod"):
+    for name in HANGING:
         assert checks[name]["status"] == "fail", checks[name]
         assert checks[name]["hint"]
-    assert "timed out" in checks["registry"]["detail"] and "timed out" in checks["cluster prod"]["detail"]
+        assert f"no answer within {runner.DEADLINE_S:g} s" not in checks[name]["detail"], checks[name]  # its own timeout
+    for name in ("registry", "quay API", "cluster dev", "cluster staging", "cluster prod"):
+        assert "timed out" in checks[name]["detail"], checks[name]
     assert "no answer within 5 s" in checks["deploy-config repo"]["detail"]
-    assert elapsed < doctor.DEADLINE_S + 2, elapsed
+    assert set(started) == set(HANGING)
+    assert max(started.values()) - min(started.values()) < 1.5, started  # serially, each waits ≥ 2.5 s for the last
+    assert elapsed < runner.DEADLINE_S + 2, elapsed
+
+
+def test_probes_run_at_once():
+    """Six probes of 1 s each: at once ~1 s; one after another 6 s, cut off at the 4 s deadline."""
+    started: list[float] = []
+
+    def slow(name: str):
+        def run():
+            started.append(time.monotonic())
+            time.sleep(1.0)
+            return [Finding(name, "ok", "slept")]
+        return runner.Probe(name, run)
+
+    began = time.monotonic()
+    found = runner.run_probes([slow(f"p{i}") for i in range(6)], deadline_s=4.0)
+    elapsed = time.monotonic() - began
+    assert [f.detail for name in sorted(found) for f in found[name]] == ["slept"] * 6
+    assert max(started) - min(started) < 0.5, started
+    assert elapsed < 2.0, elapsed
 
 
 def test_every_network_call_gets_a_short_timeout(monkeypatch, tmp_path):
@@ -257,15 +381,15 @@ def test_every_network_call_gets_a_short_timeout(monkeypatch, tmp_path):
 
     monkeypatch.setattr(requests, "get", fake_get)
     monkeypatch.setattr(client.VersionApi, "get_code", fake_get_code)
-    assert doctor.registry_check("http://r", "c.yaml").status == "ok"
-    assert doctor.quay_api_check("http://r/api/v1", "c.yaml").status == "ok"
+    assert checks_remote.registry_check("http://r", "c.yaml").status == "ok"
+    assert checks_remote.quay_api_check("http://r/api/v1", "c.yaml").status == "ok"
     kubeconfig = write_kubeconfig(tmp_path / "kc", ingest_contexts("http://127.0.0.1:9"), token=KUBE_TOKEN)
     config = parse_config(write_bed_config(tmp_path / "c.yaml", registry_url="http://r", deploy_url="x", helm=HELMS["helm3"]).read_text(), "c")
     from manual_deploy.kube import resolve_target
 
-    assert doctor.cluster_check(resolve_target(config, "prod", kubeconfig=str(kubeconfig))).status == "ok"
-    assert seen["http://r/v2/"] == seen["http://r/api/v1/discovery"] == doctor.HTTP_TIMEOUT
-    assert sum(doctor.HTTP_TIMEOUT) <= 5 and seen["cluster"] == doctor.CHECK_TIMEOUT_S <= 5
+    assert checks_cluster.cluster_check(resolve_target(config, "prod", kubeconfig=str(kubeconfig))).status == "ok"
+    assert seen["http://r/v2/"] == seen["http://r/api/v1/discovery"] == checks_remote.HTTP_TIMEOUT
+    assert sum(checks_remote.HTTP_TIMEOUT) <= 5 and seen["cluster"] == runner.CHECK_TIMEOUT_S <= 5
     assert seen["retries"] is False
 
 
@@ -283,4 +407,14 @@ def test_gitlab_token_is_checked_when_gitlab_is_configured_and_never_shown(cli, 
     present = cli("--config", config, "-o", "json", "doctor", "--env", "prod")
     assert by_name(present)["GITLAB_TOKEN"]["status"] == "ok"
     assert "glpat-doctor-secret" not in present.stdout + present.stderr
+    # the token in what doctor reports on: a deploy-repo URL that carries it (git repeats the URL when it cannot
+    # connect) and a helm that prints its environment when it fails
+    leaky = write_bed_config(tmp_path / "leaky.yaml", registry_url=bed.registry.url, helm=echoing_helm(tmp_path),
+                             deploy_url="http://127.0.0.1:9/ingest.git?private_token=glpat-doctor-secret-0123456789",
+                             gitlab_url="https://gitlab.example.org")
+    for output in ("text", "json"):
+        echoed = cli("--config", leaky, "-o", output, "doctor", "--env", "prod")
+        assert echoed.code == 1
+        assert "GITLAB_TOKEN=***" in echoed.stdout and "private_token=***" in echoed.stdout  # it did reach the report
+        assert "glpat-doctor-secret" not in echoed.stdout + echoed.stderr
     assert "GITLAB_TOKEN" not in by_name(cli("--config", bed.config, "-o", "json", "doctor", "--env", "prod"))

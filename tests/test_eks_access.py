@@ -157,3 +157,43 @@ def test_a_lock_the_role_may_not_take_is_named_with_the_verb_and_the_resource(cl
             'User "kubernetes-admin" cannot create resource "leases" in API group "coordination.k8s.io"') in result.stderr
     assert "next: `manual-deploy doctor --env <env>`" in result.stderr
     assert history(bed, "ingest-core") == []
+
+
+def test_an_api_refusal_is_worded_once_whichever_command_meets_it():
+    """kube.refusal: a 401 says the credentials were refused and how doctor finds out why; a 403 quotes the apiserver
+    (it names the verb and the resource) and says what to ask for; neither shows headers or the rest of the body."""
+    from kubernetes.client.exceptions import ApiException, ForbiddenException, UnauthorizedException
+
+    from manual_deploy import kube
+    from manual_deploy.errors import Refused
+
+    status = '{"kind": "Status", "message": "leases.coordination.k8s.io is forbidden: User \\"u\\" cannot create", "code": 403}'
+    forbidden = ForbiddenException(status=403, reason="Forbidden", body=status)
+    unauthorized = UnauthorizedException(status=401, reason="Unauthorized", body='{"message": "Unauthorized"}')
+    assert [kube.is_refusal(e) for e in (forbidden, unauthorized, ApiException(status=404), ApiException(status=500),
+                                         ValueError("403"))] == [True, True, False, False, False]
+    refused = kube.refusal(unauthorized, env="prod")
+    assert isinstance(refused, Refused) and refused.exit_code == 3
+    assert refused.message == "the cluster refused the credentials (HTTP 401 Unauthorized)"
+    assert refused.hint.startswith("`manual-deploy doctor --env prod` says why") and "aws-auth" in refused.hint
+    denied = kube.refusal(forbidden, message="not allowed to take the lock", need="`create` on leases")
+    assert denied.message == ('not allowed to take the lock: leases.coordination.k8s.io is forbidden: User "u" cannot '
+                              'create (HTTP 403)')
+    assert denied.hint == ("ask a cluster admin for `create` on leases; `manual-deploy doctor --env <env>` lists every "
+                           "permission a deploy needs")
+    assert kube.refusal(forbidden, hint="do this").hint == "do this"
+
+
+def test_a_failure_in_one_line():
+    """kube.error_line: an API error as its status line (never the body, which may echo the request), a network error
+    as the few words that matter, anything else as its type and last line."""
+    from kubernetes.client.exceptions import ApiException
+
+    from manual_deploy import kube
+
+    assert kube.error_line(ApiException(status=503, reason="Service Unavailable")) == "HTTP 503 Service Unavailable"
+    wrapped = ConnectionError("HTTPConnectionPool(host='x', port=9): Max retries exceeded (Caused by NewConnectionError("
+                              "'...: Failed to establish a new connection: [Errno 111] Connection refused'))")
+    assert kube.error_line(wrapped) == "ConnectionError: Connection refused"
+    assert kube.error_line(RuntimeError("first\n\n  last words  \n")) == "RuntimeError: last words"
+    assert kube.error_line(TimeoutError()) == "TimeoutError"

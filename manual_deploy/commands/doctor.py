@@ -22,17 +22,18 @@ def command(
 ) -> int:
     from manual_deploy.doctor import DoctorRequest, run_doctor
     from manual_deploy.errors import FAILED, OK
+    from manual_deploy.views.doctor import report_text, summary
 
     session = ctx.obj
     request = DoctorRequest(
         config_path=session.config_path, config_origin=_config_origin(ctx), envs=tuple(env or ()), kubeconfig=kubeconfig
     )
     report = run_doctor(request, session.out)
-    session.out.result(report.as_dict(), report.text())
+    session.out.result(report.as_dict(), report_text(report))
     if report.ok:
         return OK
     # Not raised as an error: the report above already is the result (and the JSON object on stdout).
-    session.out.error(f"doctor: {report.summary()}", "run the `next:` command of each ✗ line, then `manual-deploy doctor` again")
+    session.out.error(f"doctor: {summary(report)}", "run the `next:` command of each ✗ line, then `manual-deploy doctor` again")
     return FAILED
 
 
