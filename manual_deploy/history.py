@@ -16,7 +16,7 @@ from manual_deploy import audit
 from manual_deploy.config import Config
 from manual_deploy.console import Output
 from manual_deploy.errors import ManualDeployError, UsageError
-from manual_deploy.helm import HelmDriver, find_helm, helm_error
+from manual_deploy.helm import driver_for, helm_error
 from manual_deploy.kube import resolve_target
 from manual_deploy.release import description
 from manual_deploy.status import HELM_READ_TIMEOUT_S
@@ -42,9 +42,7 @@ def helm_revisions(config: Config, request: HistoryRequest, out: Output) -> list
     app = config.app(request.app)
     try:
         target = resolve_target(config, request.env, kubeconfig=request.kubeconfig)
-        helm = HelmDriver(
-            find_helm(config.helm.executable), kubeconfig=request.kubeconfig, context=target.context, timeout_s=HELM_READ_TIMEOUT_S
-        )
+        helm = driver_for(config, target, kubeconfig=request.kubeconfig, timeout_s=HELM_READ_TIMEOUT_S)
         revisions = asyncio.run(asyncio.wait_for(helm.history(app.release, target.namespace), HELM_READ_TIMEOUT_S))
     except ManualDeployError as exc:
         out.warn(f"helm history not shown: {exc.message}")

@@ -86,7 +86,7 @@ class LiveDeployment:
 
 def read_deployment(kube, namespace: str, name: str, *, timeout=None) -> LiveDeployment | None:
     """One Deployment through the typed client; None when it does not exist. Other errors are raised as
-    the client raises them (ApiException: the CLI names what a 401/403 refused)."""
+    the client raises them (ApiException; kube.refusal words a refused one at the CLI)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 

@@ -19,7 +19,7 @@ from manual_deploy.config_replicas import ConfigReading, expected_replicas
 from manual_deploy.console import Output
 from manual_deploy.drift import find_drift
 from manual_deploy.errors import OperationFailed, Refused
-from manual_deploy.helm import HelmDriver, Revision, find_helm, helm_error
+from manual_deploy.helm import HelmDriver, Revision, driver_for, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, api_message, error_line, is_refusal, refusal, resolve_target
 from manual_deploy.live_deployment import LiveDeployment, list_deployments
 from manual_deploy.lock import holder_of, lease_name
@@ -99,8 +99,8 @@ async def read_release(helm: HelmDriver, release: str, namespace: str) -> tuple[
 class _Reader:
     """Reads every env's cluster at once; `gate` bounds the helm subprocesses across all of them."""
 
+    config: Config
     apps: list[ResolvedApp]
-    helm_path: str
     kubeconfig: str | None
     gate: asyncio.Semaphore
 
@@ -115,9 +115,7 @@ class _Reader:
         except OperationFailed as exc:
             env.error, env.hint = exc.message, exc.hint
             return
-        helm = await asyncio.to_thread(
-            HelmDriver, self.helm_path, kubeconfig=self.kubeconfig, context=target.context, timeout_s=HELM_READ_TIMEOUT_S
-        )
+        helm = await asyncio.to_thread(driver_for, self.config, target, kubeconfig=self.kubeconfig, timeout_s=HELM_READ_TIMEOUT_S)
         env.deployments = deployments
         rows = await asyncio.gather(*(self.read_app(helm, target, app, deployments.get(app.release)) for app in self.apps))
         held, warning = await locks
@@ -169,7 +167,8 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
         config.environment(name)
     apps = [config.app(name) for name in dict.fromkeys(request.apps or tuple(config.apps))]
     targets = [resolve_target(config, name, kubeconfig=request.kubeconfig, out=out) for name in env_names]
-    reader = _Reader(apps, find_helm(config.helm.executable), request.kubeconfig, asyncio.Semaphore(MAX_PARALLEL_READS))
+    find_helm(config.helm.executable)  # no helm: a usage error before any network
+    reader = _Reader(config, apps, request.kubeconfig, asyncio.Semaphore(MAX_PARALLEL_READS))
     for target in targets:
         out.step(f"reading {target.banner()}")
     envs, readings = asyncio.run(_read_all(config, targets, reader))

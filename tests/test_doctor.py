@@ -123,7 +123,7 @@ def test_healthy_bed_every_check_passes(cli, bed, monkeypatch):
     assert "v3." in found["helm"] and "config helm.executable" in found["helm"]
     assert "ingest-eks-prod → " in found["context prod"] and "kubernetes v" in found["cluster prod"]
     assert "reachable" in found["cluster prod"] and "has a bearer token" in found["credentials prod"]
-    assert "all 26 permissions apply, rollback and status need in prod-environment" in found["access prod"]
+    assert "all 37 permissions apply, rollback and status need in prod-environment" in found["access prod"]
     assert "HTTP 200" in found["registry"] and "HTTP 404" in found["quay API"]  # the bed's api_url: any answer will do
     assert "dev at " in found["config branch dev"] and "master at " in found["config branch prod"]
 

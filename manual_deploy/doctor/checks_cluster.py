@@ -7,17 +7,13 @@ from manual_deploy import kube
 from manual_deploy.doctor.report import FAIL, OK, WARN, Finding
 from manual_deploy.doctor.runner import CHECK_TIMEOUT_S, Probe
 from manual_deploy.errors import ManualDeployError
+from manual_deploy.readiness import kinds
 
-# What apply, rollback and status do in the env's namespace: (resource, API group, verbs, what for).
+# What apply, rollback and status do in the env's namespace: (resource, API group, verbs, what for). The
+# kinds' own needs come from the kind registry, so a new kind's permissions are checked without touching doctor.
 ACCESS_NEEDED = (
     ("secrets", "", ("get", "list", "create", "update", "delete"), "helm's release records"),
-    ("deployments", "apps", ("get", "list", "create", "patch", "delete"), "the app (delete: --force-refresh)"),
-    ("replicasets", "apps", ("list",), "the rollout watch"),
-    ("services", "", ("get", "create", "patch"), "the chart's Services"),
-    ("persistentvolumeclaims", "", ("get", "create", "patch"), "the chart's claims"),
-    ("pods", "", ("get", "list"), "the rollout watch"),
-    ("pods/log", "", ("get", "list"), "a failed pod's last log lines"),
-    ("events", "", ("list",), "why a resource is not ready"),
+    *(tuple(need) for need in kinds.access()),
     ("leases", "coordination.k8s.io", ("get", "create", "update", "delete"), "the deploy lock"),
 )
 

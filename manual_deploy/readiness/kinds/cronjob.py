@@ -58,5 +58,5 @@ def _conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
 
 
-KIND = Kind("CronJob", "/apis/batch/v1", "cronjobs", assess, Read.EVENTS | Read.JOBS, rank=2, verbs=("get", "list"),
-            why="the chart's CronJobs and the Jobs they start", remedies=REMEDIES, settles_after=True)
+KIND = Kind("CronJob", "/apis/batch/v1", "cronjobs", assess, Read.EVENTS | Read.JOBS, rank=2, verbs=("get", "list", "create", "patch"),
+            why="the chart's CronJobs (helm writes them; the watch reads them)", remedies=REMEDIES, settles_after=True)
