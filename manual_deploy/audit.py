@@ -6,6 +6,7 @@ Appended with a single write of one line (O_APPEND), so concurrent deploys never
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -17,17 +18,23 @@ from typing import Any
 from manual_deploy import paths, validate
 
 
-def record(entry: dict[str, Any], *, log: Path | None = None) -> dict[str, Any]:
-    """Append `entry` (plus who, where, when, and an id `gitlab-sync` remembers it by); returns the line written."""
-    target = log or paths.audit_log()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    line = {
+def stamp(entry: dict[str, Any]) -> dict[str, Any]:
+    """`entry` with who, where, when, and an id the cluster's copy and `gitlab-sync` know it by (unless
+    `entry` brings its own: a run's final record keeps the id of the "running" one it completes)."""
+    return {
         "id": uuid.uuid4().hex,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "user": getpass.getuser(),
         "host": socket.gethostname(),
         **entry,
     }
+
+
+def record(entry: dict[str, Any], *, log: Path | None = None) -> dict[str, Any]:
+    """Append `entry`, stamped; returns the line written."""
+    target = log or paths.audit_log()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    line = stamp(entry)
     data = (json.dumps(line, sort_keys=True, default=str) + "\n").encode()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -35,6 +42,14 @@ def record(entry: dict[str, Any], *, log: Path | None = None) -> dict[str, Any]:
     finally:
         os.close(fd)
     return line
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The record's id; records written before ids existed get one from what never changes in them."""
+    if record.get("id"):
+        return str(record["id"])
+    stable = {k: record.get(k) for k in ("at", "user", "host", "command", "env", "app", "image", "new_revision")}
+    return "h" + hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:31]
 
 
 def read(log: Path | None = None) -> list[dict[str, Any]]:

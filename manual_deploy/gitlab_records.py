@@ -7,7 +7,6 @@ by the audit record's id, so `status` can say offline whether GitLab knows an ap
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from manual_deploy import audit, paths, validate
+from manual_deploy.audit import record_key
 from manual_deploy.config import Config
 from manual_deploy.jsonfile import write_atomic
 from manual_deploy.timestamps import parse_time
@@ -24,14 +24,6 @@ VERBS = frozenset({"apply", "deploy", "promote", "rollback"})
 CLOCK_SLACK = timedelta(minutes=10)  # the laptop's clock against GitLab's
 MEMORY_FILE = "gitlab-sync.json"
 SYNC = "manual-deploy gitlab-sync"
-
-
-def record_key(record: dict[str, Any]) -> str:
-    """The record's id; records written before ids existed get one from what never changes in them."""
-    if record.get("id"):
-        return str(record["id"])
-    stable = {k: record.get(k) for k in ("at", "user", "host", "command", "env", "app", "image", "new_revision")}
-    return "h" + hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:31]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from manual_deploy.kube import Target, api_client
 from manual_deploy.release.locks import LockSet
 from manual_deploy.release.outcome import AppResult, Phases, combine
 from manual_deploy.release.operation import WatchedHelm
+from manual_deploy.release.team_log import TeamLog
 from manual_deploy.release.undo import ReleaseUndo
 
 MAX_PARALLEL_APPS = 8
@@ -87,6 +88,7 @@ class ReleaseTransaction:
         self._kube = None
         self._kube_guard = threading.Lock()
         self.audited: list[dict[str, Any]] = []  # this run's audit records, for GitLab
+        self.team_log = TeamLog(self.kube_client, target.namespace, guard.env, out)
 
     # shared clients ------------------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class ReleaseTransaction:
                                                       apps=announced, reason=self.guard.reason, **kw))
         if announced:
             await send("start")
+        self.team_log.push_queue()
         semaphore = asyncio.Semaphore(MAX_PARALLEL_APPS)
 
         async def bounded(change: Change) -> AppResult:
@@ -177,6 +180,7 @@ class ReleaseTransaction:
                 await send("failure", detail=f"interrupted by {interrupts.name()}" + (f" ({detail})" if detail else ""))
             raise
         results, error = combine(changes, outcomes, self.guard.env)
+        await self.team_log.settle()
         await self._record_in_gitlab(results)
         if announced:
             detail = "; ".join(f"{r['app']}: {r['result']}" + (f" ({r['message']})" if r["result"] == "failed" else "")
@@ -195,6 +199,8 @@ class ReleaseTransaction:
             return result
         phases = Phases(self.out, prefix=f"[{name}] ", on_start=lambda phase: self.locks.phase(name, phase))
         lock = self.locks.get(name)
+        begun = audit.stamp(self._entry(change, result, lock))
+        started = self.team_log.start(begun)
         try:
             for step_name, step in change.before:
                 with phases(step_name):
@@ -220,7 +226,9 @@ class ReleaseTransaction:
         finally:
             await asyncio.to_thread(lock.release)
             result.timings = {**self.phases.timings, **phases.timings}
-            self._audit(change, result, lock)
+            line = audit.record({**self._entry(change, result, lock), "id": begun["id"], "started": begun["at"]})
+            self.audited.append(line)
+            await self.team_log.finish(line, started)
         return result
 
     async def undo(self, change: Change) -> str:
@@ -247,10 +255,10 @@ class ReleaseTransaction:
     async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, **kwargs):
         return await self.undoer.read_retrying(read, what, **kwargs)
 
-    def _audit(self, change: Change, result: AppResult, lock) -> None:
-        """One line per app: what changed and, for GitLab's deployment record, which commit and tag it was."""
+    def _entry(self, change: Change, result: AppResult, lock) -> dict[str, Any]:
+        """One app's record: what changed and, for GitLab's deployment record, which commit and tag it was."""
         ref = change.record.get("ref")
-        entry = {
+        return {
             "command": self.guard.command, "reason": self.guard.reason, "env": self.guard.env,
             "context": self.target.context, "namespace": self.target.namespace, "app": change.app.name,
             "image": change.image_ref, "gitlab_project": change.app.gitlab_project, **change.record,
@@ -259,7 +267,6 @@ class ReleaseTransaction:
             "message": result.message, "timings": result.timings,
             "lock_broken_from": lock.taken_from.identity if lock.taken_from else None,
         }
-        self.audited.append(audit.record(entry))
 
     async def _record_in_gitlab(self, results: list[dict[str, Any]]) -> None:
         """Tell GitLab what was deployed while it answers; say how to catch up when it does not."""

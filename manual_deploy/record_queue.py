@@ -1,0 +1,89 @@
+"""What this machine recorded that the cluster has not got yet: the audit log, read as a queue.
+
+A record whose write to the cluster failed (the VPN dropped at the end of a deploy, a records
+ConfigMap someone broke) waits in the local audit log. The next command that reaches the env's
+cluster pushes it; pushing is an upsert by the record's id, so a second push changes nothing, and
+what was pushed is remembered by id in `records-pushed.json` beside the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from manual_deploy import audit, deploy_records, paths
+from manual_deploy.jsonfile import write_atomic
+
+PUSHED_FILE = "records-pushed.json"
+
+
+def _pushed_path():
+    return paths.state_dir() / PUSHED_FILE
+
+
+def pushed_ids() -> set[str]:
+    try:
+        data = json.loads(_pushed_path().read_text())
+    except (OSError, ValueError):
+        return set()
+    return set(data) if isinstance(data, list) else set()
+
+
+def mark_pushed(*ids: str) -> None:
+    """Remember ids the cluster now holds (read, add, replace: a concurrent run loses at most a mark, which
+    costs one idempotent push more)."""
+    write_atomic(_pushed_path(), sorted(pushed_ids() | set(ids)))
+
+
+def queued(env: str) -> list[dict[str, Any]]:
+    """This machine's records of `env` the cluster has not acknowledged, oldest first, each with its id."""
+    done = pushed_ids()
+    found = []
+    for record in audit.read():
+        key = audit.record_key(record)
+        if record.get("env") == env and record.get("app") and key not in done:
+            found.append({**record, "id": key})
+    return found
+
+
+def push(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[str]:
+    """Push the env's queue into its cluster; returns a line per record left queued and why.
+
+    `extra` adds what this machine alone knew about a record (a GitLab id stored while the cluster
+    was away). A transport failure stops the push (the rest waits for the next command)."""
+    from manual_deploy.kube import error_line
+
+    left, done = [], []
+    for record in queued(env):
+        try:
+            deploy_records.upsert(kube, namespace, {**record, **(extra(record) if extra else {})})
+        except deploy_records.RecordsNotOurs as exc:
+            left.append(f"{record['app']} record {record['id'][:12]} kept in the local queue: {exc.message}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused: every record waits for the next command
+            left.append(f"{len(queued(env)) - len(done)} record(s) of {env} kept in the local queue ({error_line(exc)})")
+            break
+        done.append(record["id"])
+    if done:
+        mark_pushed(*done)
+    return left
+
+
+def team_records(kube, namespace: str, env: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Everything the team recorded in `env` (its cluster, after this machine's queue is pushed into it),
+    plus what still waits here; oldest first, one per id. And a line per problem (a ConfigMap that is not
+    ours, records kept queued). `kube` None: the cluster cannot be reached, the local queue alone."""
+    problems: list[str] = []
+    found: list[dict[str, Any]] = []
+    if kube is not None:
+        problems += push(kube, namespace, env)
+        try:
+            found, broken = deploy_records.read_namespace(kube, namespace)
+            problems += broken
+        except Exception as exc:  # noqa: BLE001 - a cluster that cannot be read: the local queue is all we know
+            from manual_deploy.kube import error_line
+
+            problems.append(f"the team's records in {env} not read ({error_line(exc)}); this machine's only")
+    known = {r["id"] for r in found}
+    found += [r for r in queued(env) if r["id"] not in known]
+    return sorted(found, key=lambda r: str(r.get("at") or "")), problems
