@@ -1,23 +1,25 @@
-"""`history`: what was deployed, by whom and why — this machine's audit log next to helm's own history.
+"""`history`: what was deployed, by whom and why — the team's records next to helm's own history.
 
-The audit log is local, so it also holds what never reached helm (refused locks, failed images) and
-the timings; helm's history is the cluster's truth, including deploys made from other machines or by
-GitLab. Both are returned (views/history.py draws them); the cluster part is best-effort, as the log is
-what you have when it is down.
+The team's records (deploy_records.py) are in each env's cluster, written by every engineer's runs,
+with what never reached helm (refused locks, failed images), the timings and the record ids
+`gitlab-sync --skip` takes; this machine's queue adds what it could not write there yet. Helm's history
+is the release's own truth, including deploys made by GitLab. Both are returned (views/history.py draws
+them); a cluster that cannot be read leaves its env's local queue, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from manual_deploy import audit
+from manual_deploy import record_queue
 from manual_deploy.config import Config
 from manual_deploy.console import Output
 from manual_deploy.errors import ManualDeployError, UsageError
 from manual_deploy.helm import driver_for, helm_error
-from manual_deploy.kube import resolve_target
+from manual_deploy.kube import api_client, error_line, resolve_target
 from manual_deploy.release import description
 from manual_deploy.status import HELM_READ_TIMEOUT_S
 from manual_deploy.timestamps import iso, parse_time
@@ -31,10 +33,29 @@ class HistoryRequest:
     kubeconfig: str | None = None
 
 
-def audit_records(env: str | None, app: str | None, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` records of the audit log for env/app, oldest first (newest at the bottom)."""
-    records = [r for r in audit.read() if (env is None or r.get("env") == env) and (app is None or r.get("app") == app)]
-    return records[-limit:] if limit else records
+def team_records(config: Config, request: HistoryRequest, out: Output) -> list[dict[str, Any]]:
+    """The last `limit` records of the env (every configured env when none is given) and app, oldest first:
+    each env's cluster read at the same time, plus what waits in this machine's queue."""
+    envs = [request.env] if request.env else list(config.environments)
+    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
+        found = [r for rows in pool.map(lambda env: _env_records(config, env, request.kubeconfig, out), envs) for r in rows]
+    found = [r for r in found if request.app is None or r.get("app") == request.app]
+    found.sort(key=lambda r: str(r.get("at") or ""))
+    return found[-request.limit:]
+
+
+def _env_records(config: Config, env: str, kubeconfig: str | None, out: Output) -> list[dict[str, Any]]:
+    try:
+        target = resolve_target(config, env, kubeconfig=kubeconfig)
+        kube, namespace = api_client(target), target.namespace
+    except Exception as exc:  # noqa: BLE001 - no context, no credentials: this machine's queue is what there is
+        out.warn(f"{env}: the team's records not read ({exc.message if isinstance(exc, ManualDeployError) else error_line(exc)}); "
+                 "showing this machine's queue only")
+        kube, namespace = None, config.environment(env).namespace
+    records, problems = record_queue.team_records(kube, namespace, env)
+    for line in problems:
+        out.warn(f"{env}: {line}")
+    return records
 
 
 def helm_revisions(config: Config, request: HistoryRequest, out: Output) -> list[dict[str, Any]] | None:
@@ -71,17 +92,17 @@ def _revision_dict(revision) -> dict[str, Any]:
 
 
 def run_history(config: Config, request: HistoryRequest, out: Output) -> dict[str, Any]:
-    """{"audit": [...], "helm": [...] or None}: helm only with --env and --app, None when it cannot be read."""
+    """{"records": [...], "helm": [...] or None}: helm only with --env and --app, None when it cannot be read."""
     if request.limit < 1:
         raise UsageError(f"--limit must be 1 or more, got {request.limit}")
     if request.env:
         config.environment(request.env)
     if request.app:
         config.app(request.app)
-    records = audit_records(request.env, request.app, request.limit)
+    records = team_records(config, request, out)
     helm = None
     if request.env and request.app:
         helm = helm_revisions(config, request, out)
     elif request.env or request.app:
         out.info("(pass both --env and --app to see helm's history of the release too)")
-    return {"audit": records, "helm": helm}
+    return {"records": records, "helm": helm}

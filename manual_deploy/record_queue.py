@@ -70,20 +70,26 @@ def push(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]], di
 
 
 def team_records(kube, namespace: str, env: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Everything the team recorded in `env` (its cluster, after this machine's queue is pushed into it),
-    plus what still waits here; oldest first, one per id. And a line per problem (a ConfigMap that is not
-    ours, records kept queued). `kube` None: the cluster cannot be reached, the local queue alone."""
+    """Everything the team recorded in `env` (its cluster, after this machine's queue is pushed into it) plus
+    what still waits here (marked "queued"); oldest first, one per id. When the cluster cannot be read (`kube`
+    None, or the read fails): this machine's own records of `env`, the best there is. And a line per problem
+    (a ConfigMap that is not ours, records kept queued, the cluster not read)."""
     problems: list[str] = []
-    found: list[dict[str, Any]] = []
+    cluster = None
     if kube is not None:
         problems += push(kube, namespace, env)
         try:
-            found, broken = deploy_records.read_namespace(kube, namespace)
+            cluster, broken = deploy_records.read_namespace(kube, namespace)
             problems += broken
-        except Exception as exc:  # noqa: BLE001 - a cluster that cannot be read: the local queue is all we know
+        except Exception as exc:  # noqa: BLE001 - a cluster that cannot be read: this machine's log is what we know
             from manual_deploy.kube import error_line
 
-            problems.append(f"the team's records in {env} not read ({error_line(exc)}); this machine's only")
-    known = {r["id"] for r in found}
-    found += [r for r in queued(env) if r["id"] not in known]
+            problems.append(f"the team's records not read ({error_line(exc)}); showing this machine's only")
+    done = pushed_ids()
+    local = [{**r, "id": audit.record_key(r)} for r in audit.read() if r.get("env") == env and r.get("app")]
+    local = [{**r, "queued": True} if r["id"] not in done else r for r in local]
+    if cluster is None:
+        return local, problems
+    known = {r["id"] for r in cluster}
+    found = cluster + [r for r in local if r.get("queued") and r["id"] not in known]
     return sorted(found, key=lambda r: str(r.get("at") or "")), problems

@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from manual_deploy import record_queue
 from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.config_replicas import ConfigReading, expected_replicas
 from manual_deploy.console import Output
@@ -24,7 +25,8 @@ from manual_deploy.kube import Target, api_client, api_message, error_line, is_r
 from manual_deploy.live_deployment import LiveDeployment, list_deployments
 from manual_deploy.lock import holder_of, lease_name
 from manual_deploy.redact import redact
-from manual_deploy.status_report import AppStatus, EnvStatus, LockStatus, StatusReport, StatusRequest, app_status, reported
+from manual_deploy.status_report import (AppStatus, EnvStatus, LockStatus, StatusReport, StatusRequest, app_status, from_records,
+                                         reported)
 
 MAX_PARALLEL_READS = 8  # helm subprocesses at once, across all envs and apps
 HELM_READ_TIMEOUT_S = 60.0
@@ -110,10 +112,17 @@ class _Reader:
         The locks are read alongside the Deployments and the releases, never after them."""
         try:
             kube = await asyncio.to_thread(connect, target)
-            locks = asyncio.create_task(self.read_locks(target, kube))
+        except OperationFailed as exc:
+            env.error, env.hint = exc.message, exc.hint
+            env.records, _ = await asyncio.to_thread(record_queue.team_records, None, target.namespace, target.env)
+            return
+        records = asyncio.create_task(asyncio.to_thread(record_queue.team_records, kube, target.namespace, target.env))
+        locks = asyncio.create_task(self.read_locks(target, kube))
+        try:
             deployments = await asyncio.to_thread(live_deployments, target, kube)
         except OperationFailed as exc:
             env.error, env.hint = exc.message, exc.hint
+            env.records = (await records)[0]
             return
         helm = await asyncio.to_thread(driver_for, self.config, target, kubeconfig=self.kubeconfig, timeout_s=HELM_READ_TIMEOUT_S)
         env.deployments = deployments
@@ -124,6 +133,8 @@ class _Reader:
         env.apps = {row.app: row for row in rows}
         if warning:
             env.warnings.append(warning)
+        env.records, problems = await records
+        env.warnings.extend(problems)
 
     @staticmethod
     async def read_locks(target: Target, kube) -> tuple[dict[str, LockStatus], str | None]:
@@ -175,6 +186,7 @@ def run_status(config: Config, request: StatusRequest, out: Output) -> StatusRep
     for env in envs:
         if not env.error:
             compare(env, apps, readings[env.env])
+            from_records(env)
     _add_gitlab(config, envs, out)
     if all(env.error for env in envs):
         first = envs[0]

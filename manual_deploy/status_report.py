@@ -111,6 +111,7 @@ class EnvStatus:
     error: str | None = None
     hint: str | None = None
     deployments: dict[str, LiveDeployment] = field(default_factory=dict, repr=False)  # by release; what drift is read from
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the team's records (cluster + this machine's queue)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,19 @@ def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: L
     if made_by:
         row.deployed_by, row.reason, row.config_sha = made_by.by, made_by.reason, made_by.config_sha
     return row
+
+
+def from_records(env: EnvStatus) -> None:
+    """Who made each live revision and why, from the team's record of it, where helm's description does not say
+    (a rollback's is helm's own "Rollback to N"): any engineer's deploy, read on any machine."""
+    for row in env.apps.values():
+        if not row.deployed or row.deployed_by:
+            continue
+        made = [r for r in env.records if r.get("app") == row.app and r.get("new_revision") == row.revision
+                and r.get("result") in ("deployed", "rolled back")]
+        if made:
+            row.deployed_by = f"{made[-1].get('user', '?')}@{made[-1].get('host', '?')}"
+            row.reason = made[-1].get("reason") or None
 
 
 def reported(env: EnvStatus, app: ResolvedApp, row: AppStatus, found: Drift) -> ReportedDrift:

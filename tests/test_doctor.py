@@ -30,7 +30,7 @@ def no_quay_credentials(monkeypatch):
 def lines(stdout: str) -> dict[str, str]:
     """{check name: its ✓/✗/! line} from the text report."""
     names = ["config", "helm", "git", "kubeconfig", "registry", "quay API", "deploy-config repo", "QUAY_TOKEN", "quay login",
-             *(f"{kind} {env}" for kind in ("context", "cluster", "credentials", "access", "config branch") for env in ENVS)]
+             *(f"{kind} {env}" for kind in ("context", "cluster", "credentials", "access", "records", "config branch") for env in ENVS)]
     found = {}
     for line in stdout.splitlines():
         matching = [name for name in names if line[:1] in "✓✗!" and line[2:].startswith(name + " ")]
@@ -115,7 +115,7 @@ def test_healthy_bed_every_check_passes(cli, bed, monkeypatch):
     report = result.stdout.splitlines()
     assert all(line.startswith("✓ ") for line in report[:-1]), result.stdout
     expected = {"config", "helm", "git", "kubeconfig", "registry", "quay API", "deploy-config repo", "QUAY_TOKEN", "quay login",
-                *(f"{kind} {env}" for kind in ("context", "cluster", "credentials", "access", "config branch") for env in ENVS)}
+                *(f"{kind} {env}" for kind in ("context", "cluster", "credentials", "access", "records", "config branch") for env in ENVS)}
     assert set(lines(result.stdout)) == expected
     assert report[-1] == f"{len(expected)} checks, 0 failed"
     found = lines(result.stdout)
@@ -123,7 +123,7 @@ def test_healthy_bed_every_check_passes(cli, bed, monkeypatch):
     assert "v3." in found["helm"] and "config helm.executable" in found["helm"]
     assert "ingest-eks-prod → " in found["context prod"] and "kubernetes v" in found["cluster prod"]
     assert "reachable" in found["cluster prod"] and "has a bearer token" in found["credentials prod"]
-    assert "all 37 permissions apply, rollback and status need in prod-environment" in found["access prod"]
+    assert "all 41 permissions apply, rollback and status need in prod-environment" in found["access prod"]
     assert "HTTP 200" in found["registry"] and "HTTP 404" in found["quay API"]  # the bed's api_url: any answer will do
     assert "dev at " in found["config branch dev"] and "master at " in found["config branch prod"]
 

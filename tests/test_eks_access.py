@@ -37,7 +37,7 @@ def test_doctor_proves_access_through_the_exec_plugin_and_says_when_the_token_ex
     assert checks["credentials prod"]["status"] == "ok"
     assert "exec `" in checks["credentials prod"]["detail"] and "(AWS_PROFILE ingest)" in checks["credentials prod"]["detail"]
     assert re.search(r"token expires at \d\d:\d\d:\d\dZ \(in 1[45] min\)$", checks["credentials prod"]["detail"])
-    assert checks["access prod"]["detail"] == "all 37 permissions apply, rollback and status need in prod-environment"
+    assert checks["access prod"]["detail"] == "all 41 permissions apply, rollback and status need in prod-environment"
     assert "reachable" in checks["cluster prod"]["detail"]
 
 

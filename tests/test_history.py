@@ -1,4 +1,4 @@
-"""`manual-deploy history`: the audit log of this machine next to helm's history, on the bed (helm 3)."""
+"""`manual-deploy history`: the team's records next to helm's history, on the bed (helm 3)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def test_audit_and_helm_history_side_by_side(cli, bed):
     assert failed.code == 1, failed.stderr
 
     data = _history(cli, bed, "--env", "prod", "--app", "ingest-core", "-o", "json").json()
-    assert set(data) == {"audit", "helm"}
-    assert [(r["app"], r["result"], r["reason"]) for r in data["audit"]] == [
+    assert set(data) == {"records", "helm"}
+    assert [(r["app"], r["result"], r["reason"]) for r in data["records"]] == [
         ("ingest-core", "deployed", "INC-9 first try"), ("ingest-core", "failed", "INC-9 second try")]
-    assert data["audit"][0]["new_revision"] == 1 and data["audit"][1]["old_revision"] == 1
+    assert data["records"][0]["new_revision"] == 1 and data["records"][1]["old_revision"] == 1
     helm = data["helm"]
     assert [r["revision"] for r in helm] == [1, 2, 3] and helm[-1]["status"] == "deployed"
     assert helm[0]["reason"] == "INC-9 first try" and ":h1@" in helm[0]["image"] and helm[0]["deployed_by"]
@@ -39,13 +39,13 @@ def test_audit_and_helm_history_side_by_side(cli, bed):
     assert "superseded" in helm_part and "failed" in helm_part and "Rollback to 1" in helm_part
 
     everything = _history(cli, bed, "-o", "json").json()
-    assert [r["app"] for r in everything["audit"]] == ["ingest-core", "ontology", "ingest-core"] or \
-        [r["app"] for r in everything["audit"]] == ["ontology", "ingest-core", "ingest-core"]
+    assert [r["app"] for r in everything["records"]] == ["ingest-core", "ontology", "ingest-core"] or \
+        [r["app"] for r in everything["records"]] == ["ontology", "ingest-core", "ingest-core"]
     assert everything["helm"] is None
     only_ontology = _history(cli, bed, "--app", "ontology", "-o", "json").json()
-    assert [(r["app"], r["result"]) for r in only_ontology["audit"]] == [("ontology", "deployed")]
+    assert [(r["app"], r["result"]) for r in only_ontology["records"]] == [("ontology", "deployed")]
     last = _history(cli, bed, "--limit", "1", "-o", "json").json()
-    assert [(r["app"], r["result"]) for r in last["audit"]] == [("ingest-core", "failed")]
+    assert [(r["app"], r["result"]) for r in last["records"]] == [("ingest-core", "failed")]
 
     bed.kube.stop()
     offline = _history(cli, bed, "--env", "prod", "--app", "ingest-core")
@@ -60,7 +60,7 @@ def test_empty_log_is_a_friendly_line(cli, bed):
     empty = _history(cli, bed)
     assert empty.code == 0, empty.stderr
     assert "no deploys recorded" in empty.stdout and "audit.jsonl" in empty.stdout
-    assert _history(cli, bed, "-o", "json").json() == {"audit": [], "helm": None}
+    assert _history(cli, bed, "-o", "json").json() == {"records": [], "helm": None}
     filtered = _history(cli, bed, "--env", "staging", "--app", "ingest-core")
     assert filtered.code == 0, filtered.stderr
     assert "no deploys recorded for staging/ingest-core" in filtered.stdout and "helm has no release ingest-core in staging" in filtered.stdout

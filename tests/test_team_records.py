@@ -3,8 +3,10 @@ registry and git; the emulated apiserver, which checks resourceVersion precondit
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
+import socket
 
 from bed import NS, apply, publish
 from manual_deploy import audit, deploy_records, record_queue
@@ -69,3 +71,45 @@ def _put_raw(core, name: str, text: str) -> None:
         core.replace_namespaced_config_map(name, NS, body)
     else:
         core.create_namespaced_config_map(NS, body)
+
+
+def test_history_from_another_machine_shows_the_teams_records_with_their_ids(cli, bed, tmp_path, monkeypatch):
+    """Alice's laptop is gone (its state directory deleted); Bob's history still shows what she deployed and why."""
+    publish(bed, "ontology", "rec3")
+    done = apply(cli, bed, "--app", "ontology", "--tag", "rec3", "--yes", "--reason", "INC-8 ontology fix")
+    assert done.code == 0, done.stderr
+    mine = audit.read()[-1]
+    shutil.rmtree(tmp_path / "state")
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "bob-state"))
+    seen = cli("--config", bed.config, "-o", "json", "history", "--env", "prod", "--app", "ontology")
+    assert seen.code == 0, seen.stderr
+    [record] = [r for r in seen.json()["records"] if r["id"] == mine["id"]]
+    assert (record["result"], record["reason"], record["user"]) == ("deployed", "INC-8 ontology fix", mine["user"])
+    assert "queued" not in record
+    text = cli("--config", bed.config, "history", "--env", "prod", "--app", "ontology")
+    assert mine["id"][:12] in text.stdout and "INC-8 ontology fix" in text.stdout
+
+
+def test_status_says_who_rolled_back_and_why_from_the_teams_record(cli, bed, tmp_path, monkeypatch):
+    """helm's description of a rollback is only "Rollback to N"; the team's record says who and why, on any machine."""
+    for tag in ("rec4", "rec5"):
+        publish(bed, "ingest-archiver", tag)
+        assert apply(cli, bed, "--app", "ingest-archiver", "--tag", tag, "--yes").code == 0
+    back = cli("--config", bed.config, "rollback", "--env", "prod", "--app", "ingest-archiver", "--yes", "--reason", "INC-9 rec5 leaks")
+    assert back.code == 0, back.stderr
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "other-machine"))
+    status = cli("--config", bed.config, "-o", "json", "status", "--env", "prod", "--app", "ingest-archiver")
+    assert status.code == 0, status.stderr
+    row = status.json()["envs"]["prod"]["apps"]["ingest-archiver"]
+    assert row["description"].startswith("Rollback to") and row["reason"] == "INC-9 rec5 leaks"
+    assert row["deployed_by"] == f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def test_doctor_names_a_records_object_edited_into_something_not_ours(cli, bed):
+    _, core, _ = bed.apps_api()
+    name = deploy_records.configmap_name("ontology")
+    _put_raw(core, name, json.dumps({"not": "a list"}))
+    result = cli("--config", bed.config, "doctor", "--env", "prod")
+    line = next(l for l in result.stdout.splitlines() if l[2:].startswith("records prod"))
+    assert line.startswith("! ") and name in line and "left alone" in line
+    assert core.read_namespaced_config_map(name, NS).data[deploy_records.DATA_KEY] == json.dumps({"not": "a list"})

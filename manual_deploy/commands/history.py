@@ -1,4 +1,4 @@
-"""`manual-deploy history`: the local audit log of deploys, next to helm's history of the release."""
+"""`manual-deploy history`: the team's records of deploys, next to helm's history of the release."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Optional
 import typer
 
 HELP = (
-    "What was deployed, when, by whom, why and with what result: this machine's audit log (newest last).\n\n"
-    "With --env and --app, helm's history of that release is shown too — the cluster's record, including "
-    "deploys made elsewhere. If the cluster cannot be read, the audit log is still shown, with a warning."
+    "What was deployed, when, by whom, why and with what result (newest last): the team's records, kept in each "
+    "env's cluster by every engineer's deploys, rollbacks and promotes, plus what this machine could not write there "
+    "yet. Each has an ID (`gitlab-sync --skip` takes it).\n\n"
+    "With --env and --app, helm's history of that release is shown too, including deploys made by GitLab. An env "
+    "whose cluster cannot be read shows this machine's records of it, with a warning."
 )
 
 

@@ -15,6 +15,7 @@ ACCESS_NEEDED = (
     ("secrets", "", ("get", "list", "create", "update", "delete"), "helm's release records"),
     *(tuple(need) for need in kinds.access()),
     ("leases", "coordination.k8s.io", ("get", "create", "update", "delete"), "the deploy lock"),
+    ("configmaps", "", ("get", "list", "create", "update"), "the team's deploy records"),
 )
 
 USER_KINDS = {"token": "a bearer token", "client-certificate": "a client certificate", "basic": "a user name and password",
@@ -42,7 +43,7 @@ def cluster_checks(target: kube.Target) -> list[Finding]:
     reach = cluster_check(target)
     if reach.status == FAIL or creds.status == FAIL:
         return [reach, creds]
-    return [reach, creds, *access_checks(target)]
+    return [reach, creds, *access_checks(target), records_check(target)]
 
 
 def cluster_check(target: kube.Target) -> Finding:
@@ -93,6 +94,27 @@ def access_checks(target: kube.Target) -> list[Finding]:
         return [Finding(name, OK, f"all {asked} permissions apply, rollback and status need in {ns}")]
     return [Finding(f"{name} {verb} {resource}", FAIL, f"cannot {verb} {resource} in {ns} (needed for {why})",
                     _missing_hint(target, verb, resource)) for verb, resource, why in missing]
+
+
+def records_check(target: kube.Target) -> Finding:
+    """The team's deploy records in the namespace are ours and readable; one edited by hand is named (deploys
+    leave it alone and keep their records in the local queue)."""
+    from manual_deploy import deploy_records
+
+    name = f"records {target.env}"
+    try:
+        api = kube.api_client(target, retries=False)
+        try:
+            records, problems = deploy_records.read_namespace(api, target.namespace)
+        finally:
+            api.close()
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer this check reports
+        return Finding(name, WARN, f"the team's deploy records not read: {kube.error_line(exc)}",
+                       "deploys still run; their records wait in this machine's audit log")
+    if problems:
+        return Finding(name, WARN, "; ".join(problems), "deploys still run; the records of those apps wait in the local queue "
+                       "until the ConfigMap is fixed or deleted")
+    return Finding(name, OK, f"{len(records)} deploy record(s) of the team in {target.namespace}")
 
 
 def _missing_permissions(target: kube.Target) -> tuple[list[tuple[str, str, str]], int]:

@@ -1,4 +1,4 @@
-"""`history` as text: this machine's audit log as a table, then helm's history of the release when it was read."""
+"""`history` as text: the team's records as a table, then helm's history of the release when it was read."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ def _revisions(record: dict) -> str:
     return f"{old if old is not None else '-'} → {new if new is not None else '-'}"
 
 
-_RESULT_STYLE = {"deployed": "green", "failed": "bold red", "interrupted": "bold red", "unchanged": "dim"}
+_RESULT_STYLE = {"deployed": "green", "failed": "bold red", "interrupted": "bold red", "unchanged": "dim", "running": "yellow"}
+ID_SHOWN = 12  # enough to be unique; `gitlab-sync --skip` takes it
+
+
+def _result(record: dict) -> str:
+    """The result, and where the record is when it is not in the cluster yet."""
+    result = str(record.get("result", "?"))
+    return f"{result} (queued here)" if record.get("queued") else result
 
 
 def _scope(request: HistoryRequest) -> str:
@@ -30,14 +37,14 @@ def _scope(request: HistoryRequest) -> str:
     return "/".join(parts) if parts else "all envs and apps"
 
 
-def audit_table(records: list[dict], request: HistoryRequest):
+def records_table(records: list[dict], request: HistoryRequest):
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    title = f"audit log of this machine ({paths.audit_log()}) · {_scope(request)} · last {len(records)}"
+    title = f"the team's records (each env's cluster, and this machine's queue) · {_scope(request)} · last {len(records)}"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("WHEN", "ENV", "APP", "RESULT", "REVISION", "IMAGE", "BY", "REASON", "MESSAGE"):
+    for name in ("WHEN", "ENV", "APP", "RESULT", "REVISION", "IMAGE", "BY", "REASON", "ID", "MESSAGE"):
         table.add_column(name, overflow="fold", max_width=60 if name == "MESSAGE" else (40 if name == "REASON" else None))
     for record in records:
         result = str(record.get("result", "?"))
@@ -45,11 +52,12 @@ def audit_table(records: list[dict], request: HistoryRequest):
             _when(record.get("at")),
             str(record.get("env", "-")),
             str(record.get("app", "-")),
-            Text(result, style=_RESULT_STYLE.get(result, "")),
+            Text(_result(record), style=_RESULT_STYLE.get(result, "")),
             _revisions(record),
             ImageRef.parse(record.get("image")).short(),
             f"{record.get('user', '?')}@{record.get('host', '?')}",
             record.get("reason") or "-",
+            str(record.get("id", "-"))[:ID_SHOWN],
             "" if result == "deployed" else (record.get("message") or ""),  # a success's message only repeats the image
         )
     return table
@@ -79,13 +87,13 @@ def helm_table(revisions: list[dict], request: HistoryRequest):
 
 
 def render_text(data: dict[str, Any], request: HistoryRequest, *, width: int = 200, color: bool = False) -> str:
-    """The audit table (or a friendly line when it is empty), then helm's table when it was read."""
+    """The records table (or a friendly line when there are none), then helm's table when it was read."""
     parts: list[Any] = []
-    if data["audit"]:
-        parts.append(audit_table(data["audit"], request))
+    if data["records"]:
+        parts.append(records_table(data["records"], request))
     else:
         scope = "" if not (request.env or request.app) else f" for {_scope(request)}"
-        parts.append(f"no deploys recorded{scope} in {paths.audit_log()} yet (it holds what `manual-deploy apply` did on this machine)")
+        parts.append(f"no deploys recorded{scope} yet: neither in the cluster nor queued on this machine ({paths.audit_log()})")
     if data["helm"] is not None:
         if data["helm"]:
             parts.append(helm_table(data["helm"], request))
