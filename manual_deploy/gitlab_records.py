@@ -1,8 +1,10 @@
-"""Manual deploys as GitLab deployment records: which audit records GitLab should know, and which it does.
+"""Manual deploys as GitLab deployment records: which team records GitLab should know, and which it does.
 
-The audit log knows every manual deploy (env, app, tag, commit, result); `gitlab-sync` posts them.
-What was posted (or found already there) is remembered in `gitlab-sync.json` beside the audit log,
-by the audit record's id, so `status` can say offline whether GitLab knows an app's last deploy.
+A team record (deploy_records.py: who, env, app, tag, commit, result) says itself whether GitLab has it:
+`gitlab` (the deployment that stands for it, stored by whoever synced it) or `skipped` (who and why).
+What this machine posted (or found already there) is also remembered in `gitlab-sync.json` beside the
+audit log, by record id: the answer for a record only this machine's queue holds, and what `status`
+can say offline.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class ManualDeploy:
                    commit=commit, status=status, command=str(record["command"]), user=str(record.get("user") or "?"))
 
     def describe(self) -> str:
-        return f"{self.env} {self.app}: {self.command} of {self.ref} ({self.status}) at {self.at:%Y-%m-%d %H:%M}Z by {self.user}"
+        return (f"{self.env} {self.app}: {self.command} of {self.ref} ({self.status}) at {self.at:%Y-%m-%d %H:%M}Z by {self.user} "
+                f"[record {self.key[:12]}]")
 
     def payload(self, sha: str | None) -> dict[str, Any]:
         """What is POSTed; `ref` is always a git tag here (the image tag `manual-deploy tag` pushed)."""
@@ -105,26 +108,41 @@ def pending(deploys: list[ManualDeploy], memory: SyncMemory) -> list[ManualDeplo
     return [d for d in deploys if memory.get(d.key) is None]
 
 
-def gitlab_state(deploy: ManualDeploy | None, memory: SyncMemory) -> str:
-    """For `status`: whether GitLab has this deploy's record (as far as this machine knows)."""
-    if deploy is None:
+def gitlab_state(record: dict[str, Any] | None, memory: SyncMemory | None = None) -> str:
+    """For `status`: whether GitLab has this team record: from the record's own `gitlab`/`skipped` (written by
+    whoever synced it, on any machine), else what this machine's gitlab-sync remembers of it."""
+    from manual_deploy.gitlab_claims import fresh_claim
+
+    if record is None:
         return "-"
-    entry = memory.get(deploy.key)
+    entry = record.get("gitlab") if isinstance(record.get("gitlab"), dict) else None
+    skipped = record.get("skipped") if isinstance(record.get("skipped"), dict) else None
+    if entry is None and skipped is None:
+        remembered = (memory or SyncMemory()).get(record_key(record))
+        skipped = remembered if remembered and remembered.get("outcome") == "skipped" else None
+        entry = remembered if skipped is None else None
+    if skipped is not None:
+        return f"skipped by {skipped.get('by') or '?'}: {skipped.get('why') or 'no reason given'}"
     if entry is None:
-        return "not recorded"
+        claim = fresh_claim(record)
+        return f"being recorded by {claim.get('by') or '?'}" if claim else "not recorded"
     if entry.get("outcome") == "superseded":
         return "superseded by a later CI deploy"
     status = entry.get("status")
     return f"recorded (#{entry.get('iid', '?')}{'' if status == 'success' else f', {status}'})"
 
 
-def last_deploy_states(config: Config, releases: dict[tuple[str, str], bool]) -> dict[tuple[str, str], str]:
-    """For `status`: per (env, app), whether GitLab has a record of the app's last manual deploy from here.
+def last_deploy_states(config: Config, releases: dict[tuple[str, str], bool],
+                       records: list[dict[str, Any]] | None = None) -> dict[tuple[str, str], str]:
+    """For `status`: per (env, app), whether GitLab has a record of the app's last manual deploy.
 
     `releases` says, per (env, app), whether its release was made by manual-deploy (from any machine).
-    From the audit log and what `gitlab-sync` remembers: no GitLab call, so it works while GitLab is down."""
+    `records`: the team's records of the envs read (cluster + this machine's queue); None: this machine's
+    audit log alone. No GitLab call, so it works while GitLab is down."""
     memory, last = SyncMemory(), {}
-    for deploy in manual_deploys(config):
-        last[(deploy.env, deploy.app)] = deploy
-    return {key: gitlab_state(last[key], memory) if key in last else ("not from this machine" if by_us else "-")
+    for record in audit.read() if records is None else records:
+        if ManualDeploy.from_record(record, config) is not None:
+            last[(record["env"], record["app"])] = record
+    missing = "not from this machine" if records is None else "no team record"
+    return {key: gitlab_state(last[key], memory) if key in last else (missing if by_us else "-")
             for key, by_us in releases.items()}

@@ -9,6 +9,7 @@ what was pushed is remembered by id in `records-pushed.json` beside the audit lo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from manual_deploy import audit, deploy_records, paths
@@ -74,10 +75,26 @@ def team_records(kube, namespace: str, env: str) -> tuple[list[dict[str, Any]], 
     what still waits here (marked "queued"); oldest first, one per id. When the cluster cannot be read (`kube`
     None, or the read fails): this machine's own records of `env`, the best there is. And a line per problem
     (a ConfigMap that is not ours, records kept queued, the cluster not read)."""
+    found = read_team(kube, namespace, env)
+    return found.records, found.problems
+
+
+@dataclass
+class TeamRecords:
+    """The team's records of one env as read, and whether its cluster answered: without it, the records
+    not marked "queued" are this machine's copies of what the cluster holds, and nobody can claim them."""
+
+    records: list[dict[str, Any]]
+    problems: list[str]
+    cluster_read: bool
+
+
+def read_team(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> TeamRecords:
+    """`team_records`, saying whether the cluster was read; `extra` as for `push`."""
     problems: list[str] = []
     cluster = None
     if kube is not None:
-        problems += push(kube, namespace, env)
+        problems += push(kube, namespace, env, extra=extra)
         try:
             cluster, broken = deploy_records.read_namespace(kube, namespace)
             problems += broken
@@ -89,7 +106,7 @@ def team_records(kube, namespace: str, env: str) -> tuple[list[dict[str, Any]], 
     local = [{**r, "id": audit.record_key(r)} for r in audit.read() if r.get("env") == env and r.get("app")]
     local = [{**r, "queued": True} if r["id"] not in done else r for r in local]
     if cluster is None:
-        return local, problems
+        return TeamRecords(local, problems, cluster_read=False)
     known = {r["id"] for r in cluster}
     found = cluster + [r for r in local if r.get("queued") and r["id"] not in known]
-    return sorted(found, key=lambda r: str(r.get("at") or "")), problems
+    return TeamRecords(sorted(found, key=lambda r: str(r.get("at") or "")), problems, cluster_read=True)

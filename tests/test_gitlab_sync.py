@@ -45,6 +45,30 @@ def ship(cli, bed, app_repo, config, message: str, *extra: str):
     return tag, commit, applied
 
 
+def team_records(bed, app: str = "ingest-core") -> list[dict]:
+    """The app's records in the prod cluster, as any engineer reads them."""
+    from bed import NS
+
+    from manual_deploy import deploy_records
+
+    kube = bed.apps_api()[1].api_client
+    return deploy_records.read_book(kube, NS, app).records
+
+
+def forget_gitlab_answers(bed, app: str = "ingest-core") -> None:
+    """Drop the GitLab answers stored in the app's cluster records (as if a sync died before storing them)."""
+    from bed import NS
+
+    from manual_deploy import deploy_records
+
+    def drop(book) -> bool:
+        for record in book.records:
+            record.pop("gitlab", None)
+        return True
+
+    deploy_records.update(bed.apps_api()[1].api_client, NS, app, drop)
+
+
 def posts(gitlab) -> list[dict]:
     return [r for r in gitlab.requests if r["method"] in ("POST", "PUT")]
 
@@ -107,14 +131,15 @@ def test_apply_records_its_deploy_while_gitlab_answers(cli, bed, app_repo, gitla
 
 
 def test_a_lost_answer_is_found_in_gitlab_not_posted_twice(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
-    """GitLab took the POST but the answer never arrived (here: the memory file is lost): the next run reads
-    GitLab's latest deployments, finds the record and posts nothing."""
+    """GitLab took the POST but the answer never arrived (here: the memory file is lost, and the answer was never
+    stored in the team's record): the next run reads GitLab's latest deployments, finds the record and posts nothing."""
     from manual_deploy import paths
 
     monkeypatch.chdir(app_repo.checkout)
     ship(cli, bed, app_repo, config, "fix one")
     assert len(gitlab.deployments(PROJECT)) == 1
     (paths.state_dir() / "gitlab-sync.json").unlink()
+    forget_gitlab_answers(bed)
     result = cli("--config", config, "-o", "json", "gitlab-sync")
     assert result.code == 0, result.stderr
     assert len(result.json()["already_known"]) == 1 and not result.json()["recorded"]

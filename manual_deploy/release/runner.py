@@ -272,10 +272,20 @@ class ReleaseTransaction:
         """Tell GitLab what was deployed while it answers; say how to catch up when it does not."""
         from manual_deploy.gitlab_sync import record_now
 
-        notes = await asyncio.to_thread(record_now, self.config, self.audited, self.out)
+        notes = await asyncio.to_thread(lambda: record_now(self.config, self.audited, self.out, self._team()))
         for row in results:
             if row.get("app") in notes:
                 row["gitlab"] = notes[row["app"]]
+
+    def _team(self):
+        """The env's records as GitLab's step reads and claims them: the cluster this run reached, if it still does."""
+        from manual_deploy.gitlab_ledger import TeamEnv
+
+        try:
+            kube = self.kube_client()
+        except Exception:  # noqa: BLE001 - no client: this machine's queue alone, as when the cluster is away
+            kube = None
+        return TeamEnv(self.guard.env, self.target.namespace, kube)
 
 
 def confirm_env(env: str, needs_confirmation: bool, yes: bool, out, context: str, action: str = "deploy to") -> None:
