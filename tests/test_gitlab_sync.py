@@ -228,6 +228,9 @@ def test_dry_run_shows_the_posts_and_posts_nothing(cli, bed, app_repo, gitlab, c
     assert f"would record prod ingest-core: apply of {tag} (success)" in result.stderr
     assert f'"sha": "{sha}"' in result.stderr and '"tag": true' in result.stderr and "POST /api/v4/projects/hca%2Fingest-core/deployments" in result.stdout
     assert gitlab.deployments(PROJECT) == [] and not posts(gitlab) and _memory() == {}
+    record_id = audit.read()[-1]["id"]
+    assert result.stdout.startswith(record_id[:12]) and f"[record {record_id[:12]}]" in result.stderr
+    assert not any("claim" in r for r in team_records(bed))  # a dry run claims nothing
 
 
 def test_a_manual_deploy_older_than_a_later_ci_deploy_is_not_posted(cli, bed, app_repo, gitlab, config, monkeypatch):
@@ -296,3 +299,233 @@ def test_apply_of_several_apps_says_each_apps_own_reason(cli, bed, app_repo, git
     assert set(warnings) == {"ingest-exporter", "ingest-archiver"}
     assert "404 Project Not Found for hca/ingest-exporter" in warnings["ingest-exporter"]
     assert "has no tag v2-both yet" in warnings["ingest-archiver"] and "ingest-exporter" not in warnings["ingest-archiver"]
+
+
+# --- the team: any engineer syncs the team's records, from any machine ------------------------------------
+
+
+def machine(tmp_path, user: str) -> dict[str, str]:
+    """Another engineer on another machine: their login name, HOME and state directory."""
+    home = tmp_path / user
+    return {"USER": user, "LOGNAME": user, "HOME": str(home), "MANUAL_DEPLOY_STATE_DIR": str(home / "state"),
+            "MANUAL_DEPLOY_CACHE_DIR": str(home / "cache")}
+
+
+def be(monkeypatch, tmp_path, user: str) -> None:
+    """From here on, the in-process CLI runs as `user` on their own machine."""
+    for key, value in machine(tmp_path, user).items():
+        monkeypatch.setenv(key, value)
+
+
+def deployment_posts(gitlab) -> list[dict]:
+    return [r for r in gitlab.requests if r["method"] == "POST" and r["path"].endswith("/deployments")]
+
+
+def test_alices_deploys_are_recorded_by_bob_after_her_laptop_is_lost(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """Alice deploys twice while GitLab is down, then her state directory is lost. Bob sees both in `history`, and
+    his gitlab-sync posts both in order with the full SHA and tag; Alice's sync from a new machine posts nothing."""
+    import shutil
+
+    monkeypatch.chdir(app_repo.checkout)
+    be(monkeypatch, tmp_path, "alice")
+    gitlab.down()
+    tag1, sha1, first = ship(cli, bed, app_repo, config, "INC-1 fix upload")
+    tag2, sha2, second = ship(cli, bed, app_repo, config, "INC-2 fix upload again")
+    assert first.code == 0 and second.code == 0, first.stderr + second.stderr
+    shutil.rmtree(tmp_path / "alice" / "state")
+    gitlab.up()
+
+    be(monkeypatch, tmp_path, "bob")
+    seen = cli("--config", config, "-o", "json", "history", "--env", "prod", "--app", "ingest-core")
+    assert seen.code == 0, seen.stderr
+    assert [(r["user"], r["reason"], r["ref"], r["result"]) for r in seen.json()["records"]] == [
+        ("alice", "INC-1 fix upload", tag1, "deployed"), ("alice", "INC-2 fix upload again", tag2, "deployed")]
+    synced = cli("--config", config, "-o", "json", "gitlab-sync")
+    assert synced.code == 0, synced.stderr
+    assert [(d["environment"]["name"], d["sha"], d["ref"], d["status"]) for d in gitlab.deployments(PROJECT)] == [
+        ("prod", sha1, tag1, "success"), ("prod", sha2, tag2, "success")]
+    stored = {r["ref"]: r["gitlab"] for r in team_records(bed)}
+    assert [stored[tag]["deployment_id"] for tag in (tag1, tag2)] == [d["id"] for d in gitlab.deployments(PROJECT)]
+    assert all(entry["by"].startswith("bob@") and entry["outcome"] == "recorded" for entry in stored.values())
+    assert not any("claim" in r for r in team_records(bed))
+
+    be(monkeypatch, tmp_path, "alice")  # her new laptop: an empty state directory
+    before = len(gitlab.requests)
+    again = cli("--config", config, "gitlab-sync")
+    assert again.code == 0 and "nothing to record" in again.stderr, again.stderr
+    assert len(gitlab.requests) == before and len(gitlab.deployments(PROJECT)) == 2
+
+
+def test_two_engineers_syncing_at_the_same_moment_post_a_rollback_once(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """Bob rolls back while GitLab is down; once it is back, Alice's and Bob's gitlab-sync run at once, as two
+    processes: the claim in the cluster lets one of them post it, exactly once."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(app_repo.checkout)
+    be(monkeypatch, tmp_path, "alice")
+    tag1, sha1, _ = ship(cli, bed, app_repo, config, "fix one")
+    ship(cli, bed, app_repo, config, "fix two")
+    assert len(gitlab.deployments(PROJECT)) == 2  # GitLab answered: each deploy recorded itself
+    be(monkeypatch, tmp_path, "bob")
+    gitlab.down()
+    back = cli("--config", config, "rollback", "--env", "prod", "--app", "ingest-core", "--yes", "--reason", "INC-3 search broke")
+    assert back.code == 0, back.stderr
+    gitlab.up()
+
+    procs = [subprocess.Popen([sys.executable, "-m", "manual_deploy", "--config", str(config), "-o", "json", "gitlab-sync"],
+                              env={**os.environ, **machine(tmp_path, user)}, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for user in ("alice", "bob")]
+    answers = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], answers
+    assert len(deployment_posts(gitlab)) == 3
+    assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)][-1] == (sha1, tag1)
+    reports = [json.loads(out) for out, _ in answers]
+    assert sum(len(r["recorded"]) for r in reports) == 1
+    [rollback] = [r for r in team_records(bed) if r["command"] == "rollback"]
+    assert rollback["gitlab"]["deployment_id"] == gitlab.deployments(PROJECT)[-1]["id"] and "claim" not in rollback
+
+
+def test_a_claim_held_by_a_colleague_waits_and_a_stale_one_is_taken_over(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """Carol's sync claimed the record, posted it and died before storing the answer. While her claim is fresh,
+    Bob's sync leaves the record to her; once it is stale (CLAIM_STALE_S) Bob takes it over, reads GitLab's list
+    again and finds her deployment: nothing is posted twice."""
+    import requests
+
+    from bed import NS
+    from manual_deploy import deploy_records, gitlab_claims
+
+    monkeypatch.chdir(app_repo.checkout)
+    gitlab.down()
+    tag, sha, _ = ship(cli, bed, app_repo, config, "fix")
+    gitlab.up()
+    [record] = team_records(bed)
+    made = requests.post(f"{gitlab.url}/api/v4/projects/hca%2Fingest-core/deployments", headers={"PRIVATE-TOKEN": TOKEN},
+                         json={"environment": "prod", "sha": sha, "ref": tag, "tag": True, "status": "success"}, timeout=10).json()
+
+    def claim_by_carol(age_s: int):
+        from datetime import datetime, timedelta, timezone
+
+        at = (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat(timespec="seconds")
+
+        def put(book) -> bool:
+            book.find(record["id"])["claim"] = {"by": "carol@laptop", "at": at, "run": "carols-run"}
+            return True
+
+        deploy_records.update(bed.apps_api()[1].api_client, NS, "ingest-core", put)
+
+    be(monkeypatch, tmp_path, "bob")
+    claim_by_carol(5)
+    busy = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
+    assert busy.code == 0, busy.stderr
+    assert "being recorded by carol@laptop's gitlab-sync" in busy.stderr and len(busy.json()["being_recorded"]) == 1
+    status = cli("--config", config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core")
+    assert status.code == 0, status.stderr
+
+    claim_by_carol(gitlab_claims.CLAIM_STALE_S + 5)
+    taken = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
+    assert taken.code == 0, taken.stderr
+    assert "carol@laptop's claim is stale; taken over" in taken.stderr
+    assert [r["deployment_id"] for r in taken.json()["already_known"]] == [made["id"]] and not taken.json()["recorded"]
+    assert len(deployment_posts(gitlab)) == 1
+    [record] = team_records(bed)
+    assert record["gitlab"]["deployment_id"] == made["id"] and "claim" not in record
+
+
+def test_a_record_the_cluster_could_not_take_is_posted_once_from_any_machine(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """The cluster refuses the records' writes at the end of Alice's deploy (GitLab down too): the record waits in
+    her queue. Her gitlab-sync posts it from the queue (the answer in her memory); the next command pushes it.
+    Bob's gitlab-sync and hers, run after, never post it again."""
+    from bed import NS
+    from manual_deploy import record_queue
+
+    monkeypatch.chdir(app_repo.checkout)
+    be(monkeypatch, tmp_path, "alice")
+    gitlab.down()
+    for verb in ("create", "update"):
+        bed.kube.deny(verb, "configmaps", namespace=NS)
+    tag, sha, applied = ship(cli, bed, app_repo, config, "fix while the cluster refuses")
+    assert applied.code == 0, applied.stderr
+    assert "waits in this machine's audit log" in applied.stderr
+    [waiting] = record_queue.queued("prod")
+    gitlab.up()
+
+    synced = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
+    assert synced.code == 0, synced.stderr
+    assert [r["record"] for r in synced.json()["recorded"]] == [waiting["id"]] and len(deployment_posts(gitlab)) == 1
+    assert record_queue.queued("prod") == [waiting]
+
+    bed.kube.clear_denials()
+    assert cli("--config", config, "status", "--env", "prod").code == 0  # the next command pushes the queue
+    assert record_queue.queued("prod") == []
+    assert [r["id"] for r in team_records(bed)] == [waiting["id"]]
+
+    for user in ("bob", "alice", "bob"):
+        be(monkeypatch, tmp_path, user)
+        again = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
+        assert again.code == 0, again.stderr
+        assert not again.json()["recorded"]
+    assert len(deployment_posts(gitlab)) == 1
+    [record] = team_records(bed)
+    assert record["gitlab"]["deployment_id"] == gitlab.deployments(PROJECT)[0]["id"]
+
+
+def test_skip_unblocks_a_stream_held_by_a_tag_that_is_no_git_ref(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
+    """An image tagged by hand (no git tag names it) can never be posted and holds the newer deploy behind it;
+    the sync says how to skip it; --skip marks it with who and why, and the next sync posts the newer one."""
+    publish(bed, "ingest-core", "hand-tagged-1")
+    monkeypatch.chdir(tmp_path)
+    gitlab.down()
+    by_hand = cli("--config", config, "apply", "--env", "prod", "--app", "ingest-core", "--tag", "hand-tagged-1", "--yes",
+                  "--reason", "hotfix image built by hand")
+    assert by_hand.code == 0, by_hand.stderr
+    held = audit.read()[-1]["id"]
+    monkeypatch.chdir(app_repo.checkout)
+    tag, sha, _ = ship(cli, bed, app_repo, config, "the real fix")
+    gitlab.up()
+
+    step = f'manual-deploy gitlab-sync --skip {held[:12]} --reason "…"'
+    dry = cli("--config", config, "gitlab-sync", "--dry-run")
+    assert dry.code == 1 and held[:12] in dry.stdout + dry.stderr
+    kept = cli("--config", config, "gitlab-sync")
+    assert kept.code == 1, kept.stderr
+    assert "has no tag hand-tagged-1" in kept.stderr and step in kept.stderr
+    assert f"waits for the older record of hand-tagged-1" in kept.stderr and gitlab.deployments(PROJECT) == []
+
+    before = team_records(bed)
+    for bad, said in ((["--skip", held[:12]], "needs --reason"),
+                      (["--skip", held[:12], "--reason", "  "], "needs --reason"),
+                      (["--reason", "why"], "--reason goes with --skip"),
+                      (["--skip", held[:6], "--reason", "why"], "is not a record id"),
+                      (["--skip", "0123456789abcdef", "--reason", "why"], "no record 0123456789abcdef"),
+                      (["--skip", held[:12], "--reason", "why", "--dry-run"], "do not go together")):
+        refused = cli("--config", config, "gitlab-sync", *bad)
+        assert refused.code == 2 and said in refused.stderr, (bad, refused.stderr)
+    assert team_records(bed) == before
+
+    skipped = cli("--config", config, "-o", "json", "gitlab-sync", "--skip", held[:12], "--reason", "image built by hand, no git tag")
+    assert skipped.code == 0, skipped.stderr
+    assert skipped.json()["skipped"]["record"] == held
+    [record] = [r for r in team_records(bed) if r["id"] == held]
+    assert record["skipped"]["why"] == "image built by hand, no git tag" and record["skipped"]["by"]
+    done = cli("--config", config, "-o", "json", "gitlab-sync")
+    assert done.code == 0, done.stderr
+    assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, tag)]
+    again = cli("--config", config, "gitlab-sync", "--skip", held[:12], "--reason", "once more")
+    assert again.code == 0 and "already skipped by" in again.stderr
+
+
+def test_an_ambiguous_id_prefix_is_refused_and_changes_nothing(cli, bed, gitlab, config):
+    from bed import NS
+    from manual_deploy import deploy_records
+
+    base = {"at": "2026-01-01T00:00:00+00:00", "user": "dana", "host": "box", "command": "apply", "env": "prod",
+            "app": "ontology", "ref": "v1", "image": "x/ontology:v1", "result": "deployed"}
+    records = [{**base, "id": "abcdef00" + "1" * 24}, {**base, "id": "abcdef00" + "2" * 24}]
+    deploy_records.update(bed.apps_api()[1].api_client, NS, "ontology",
+                          lambda book: book.records.extend(records) is None)
+    refused = cli("--config", config, "gitlab-sync", "--env", "prod", "--skip", "abcdef00", "--reason", "why")
+    assert refused.code == 2 and "matches 2 records" in refused.stderr, refused.stderr
+    assert team_records(bed, "ontology") == records
