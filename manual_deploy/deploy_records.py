@@ -24,7 +24,6 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "manual-deploy")
 DATA_KEY = "records.json"
 KEEP = 200  # ~1 KiB each: far below the 1 MiB object limit
 WRITE_ATTEMPTS = 8  # conflicting writers: each retry reads the newest version first
-TIMEOUT = (5, 10)  # (connect, read) s per request
 TEAM_FIELDS = ("gitlab", "skipped", "claim")  # written by gitlab-sync on any machine: a re-push never drops them
 RUNNING = "running"  # the result of a record whose run has not ended (yet, or ever: it died)
 
@@ -69,37 +68,34 @@ def _records_of(obj: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
     return records
 
 
-def _core(kube):
-    from kubernetes import client
+def _path(namespace: str, name: str | None = None) -> str:
+    return f"/api/v1/namespaces/{namespace}/configmaps" + (f"/{name}" if name else "")
 
-    return client.CoreV1Api(kube)
+
+def _api(kube):
+    """Plain JSON requests: a deploy's path cannot afford importing the typed CoreV1Api (≈ 1 s of CPU beside helm)."""
+    from manual_deploy.readiness.api import Api
+
+    return Api(kube)
 
 
 def read_book(kube, namespace: str, app: str) -> RecordBook:
     """The app's records (none when it has no ConfigMap yet); RecordsNotOurs for one we must not touch."""
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        obj = _core(kube).read_namespaced_config_map(configmap_name(app), namespace, _request_timeout=TIMEOUT)
-    except ApiException as exc:
-        if exc.status == 404:
-            return RecordBook(app)
-        raise
-    plain = kube.sanitize_for_serialization(obj)
-    return RecordBook(app, _records_of(plain, namespace), plain["metadata"]["resourceVersion"])
+    found = _api(kube).get(_path(namespace, configmap_name(app)))
+    if found is None:
+        return RecordBook(app)
+    return RecordBook(app, _records_of(found, namespace), found["metadata"]["resourceVersion"])
 
 
 def read_namespace(kube, namespace: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Every app's records of the namespace in one LIST, oldest first, and a line per ConfigMap that is not ours."""
-    found = _core(kube).list_namespaced_config_map(namespace, label_selector=f"{MANAGED_BY[0]}={MANAGED_BY[1]}",
-                                                  _request_timeout=TIMEOUT).items
+    found = _api(kube).items(_path(namespace), labels=f"{MANAGED_BY[0]}={MANAGED_BY[1]}")
     records, problems = [], []
     for obj in found:
-        plain = kube.sanitize_for_serialization(obj)
-        if not plain["metadata"]["name"].startswith(PREFIX):
+        if not obj["metadata"]["name"].startswith(PREFIX):
             continue
         try:
-            records += _records_of(plain, namespace)
+            records += _records_of(obj, namespace)
         except RecordsNotOurs as exc:
             problems.append(exc.message)
     return sorted(records, key=lambda r: str(r.get("at") or "")), problems
@@ -108,7 +104,7 @@ def read_namespace(kube, namespace: str) -> tuple[list[dict[str, Any]], list[str
 def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool]) -> RecordBook:
     """Apply `change` (it edits book.records, returns False when there is nothing to write) and write it
     conditionally; on a conflict read the newest version and apply the change again."""
-    from kubernetes.client.exceptions import ApiException
+    from manual_deploy.readiness.api import ReadError
 
     for _ in range(WRITE_ATTEMPTS):
         book = read_book(kube, namespace, app)
@@ -118,8 +114,8 @@ def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool])
         try:
             _write(kube, namespace, book)
             return book
-        except ApiException as exc:
-            if exc.status not in (409,):  # 409: someone wrote (or created) it since we read it
+        except ReadError as exc:
+            if exc.status != 409:  # 409: someone wrote (or created) it since we read it
                 raise
     raise OperationFailed(f"the records of {app} in {namespace} changed under every one of {WRITE_ATTEMPTS} writes")
 
@@ -129,10 +125,10 @@ def _write(kube, namespace: str, book: RecordBook) -> None:
             "metadata": {"name": configmap_name(book.app), "labels": dict([MANAGED_BY])},
             "data": {DATA_KEY: json.dumps(book.records, sort_keys=True, separators=(",", ":"))}}
     if book.resource_version is None:
-        _core(kube).create_namespaced_config_map(namespace, body, _request_timeout=TIMEOUT)  # 409 if created meanwhile
+        _api(kube).write("POST", _path(namespace), body)  # 409 if someone created it meanwhile
     else:
         body["metadata"]["resourceVersion"] = book.resource_version
-        _core(kube).replace_namespaced_config_map(configmap_name(book.app), namespace, body, _request_timeout=TIMEOUT)
+        _api(kube).write("PUT", _path(namespace, configmap_name(book.app)), body)
 
 
 def merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 
 from manual_deploy.config import Config
 from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
-from manual_deploy.gitlab import TIMEOUT, TOKEN_ENV, TOKEN_HINT, GitLabClient, GitLabRefused, GitLabRejected, GitLabUnreachable, project_id
+from manual_deploy.gitlab import (TIMEOUT, TOKEN_ENV, TOKEN_HINT, GitLabAnswerInvalid, GitLabClient, GitLabRefused, GitLabRejected,
+                                  GitLabUnreachable, project_id)
 from manual_deploy.gitlab_claims import ClaimAnswer
 from manual_deploy.gitlab_ledger import Ledger, TeamEnv
 from manual_deploy.gitlab_records import CLOCK_SLACK, SYNC, ManualDeploy
@@ -293,9 +294,9 @@ def run_sync(config: Config, request: SyncRequest, out) -> dict[str, Any]:
     try:
         report = syncer.run(todo)
     except GitLabUnreachable as exc:
-        done = len(syncer.report.recorded) + len(syncer.report.already)
-        raise OperationFailed(f"{exc.message}: {len(todo) - done} manual deploy(s) not recorded yet ({done} done before); "
-                              f"nothing is lost, the team's records keep them", hint=BACK, details=syncer.report.as_dict()) from None
+        raise _stopped(exc, len(todo), syncer.report, BACK) from None
+    except GitLabAnswerInvalid as exc:
+        raise _stopped(exc, len(todo), syncer.report, exc.hint) from None
     except GitLabRefused as exc:
         raise type(exc)(f"{exc.message}; nothing is lost, {len(todo)} manual deploy(s) wait in the team's records",
                         status=exc.status, hint=exc.hint) from None
@@ -304,6 +305,13 @@ def run_sync(config: Config, request: SyncRequest, out) -> dict[str, Any]:
         raise _kept_error(report, result)
     out.success(report.line())
     return result
+
+
+def _stopped(exc: OperationFailed, todo: int, report: SyncReport, hint: str | None) -> OperationFailed:
+    """GitLab down, or an answer that cannot be used: the run stops there, and says what it did before."""
+    done = len(report.recorded) + len(report.already)
+    return OperationFailed(f"{exc.message}: {todo - done} manual deploy(s) not recorded yet ({done} done before); "
+                           f"nothing is lost, the team's records keep them", hint=hint, details=report.as_dict())
 
 
 def _kept_error(report: SyncReport, result: dict[str, Any]) -> ManualDeployError:

@@ -101,6 +101,19 @@ class CrashBed:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig), context="ingest-eks-prod", persist_config=False)
 
+    def team_records(self, app: str = "ingest-core") -> list[dict]:
+        """The app's records in the cluster (deploy_records.py's ConfigMap), oldest first."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = client.CoreV1Api(self.api()).read_namespaced_config_map(f"manual-deploy-records-{app}", NS)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return json.loads(found.data["records.json"])
+
     def leases(self) -> list:
         from kubernetes import client
 

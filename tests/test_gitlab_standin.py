@@ -150,6 +150,21 @@ def test_fail_next_then_normal(gl, repo):
     assert api(gl, "GET", "/version").status_code == 200
 
 
+def test_answer_next_answers_one_matching_request_then_gitlab_again(gl, repo):
+    """A scripted body (JSON or an HTML page) for the next matching method and path only; a POST it answers
+    records nothing, since the answer stands in for a proxy in front of GitLab."""
+    gl.answer_next("GET", r"/repository/commits/", 200, {"id": 4242})
+    gl.answer_next("POST", r"/deployments$", 200, "<html><body>Sign in to the proxy</body></html>")
+    assert api(gl, "GET", f"/projects/{ENC}/deployments").json() == []  # other paths are not affected
+    odd = api(gl, "GET", f"/projects/{ENC}/repository/commits/master")
+    assert (odd.status_code, odd.json()) == (200, {"id": 4242})
+    assert api(gl, "GET", f"/projects/{ENC}/repository/commits/master").json()["id"] == repo.git("rev-parse", "master")
+    page = deploy(gl, repo)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html") and "proxy" in page.text
+    assert gl.deployments(PATH) == [] and deploy(gl, repo).status_code == 201
+    assert [r["method"] for r in gl.requests].count("POST") == 2  # both requests are still recorded
+
+
 def test_down_and_up_keep_url_and_state(gl, repo):
     made = deploy(gl, repo).json()
     url = gl.url

@@ -529,3 +529,76 @@ def test_an_ambiguous_id_prefix_is_refused_and_changes_nothing(cli, bed, gitlab,
     refused = cli("--config", config, "gitlab-sync", "--env", "prod", "--skip", "abcdef00", "--reason", "why")
     assert refused.code == 2 and "matches 2 records" in refused.stderr, refused.stderr
     assert team_records(bed, "ontology") == records
+
+
+# What a proxy in front of GitLab (or a GitLab having a bad day) might answer instead: GitLab's own API never
+# answers these, so the stand-in is told to, once, with answer_next.
+BAD_ANSWERS = {
+    "commit-not-a-commit": ("GET", r"/repository/commits/", 200, {"id": 4242},
+                            "/repository/commits/v1-hotfix", "not a commit: its id is 4242, not a 40-hex SHA"),
+    "list-not-a-list": ("GET", r"/deployments$", 200, {"message": "200 OK"},
+                        "/deployments", "not a list of deployments: it is a JSON object, not a list"),
+    "list-an-html-page": ("GET", r"/deployments$", 200, "<!DOCTYPE html><html><body>Sign in</body></html>",
+                          "/deployments", "not a list of deployments: it is not JSON (text/html"),
+    "post-without-id": ("POST", r"/deployments$", 201, {"status": "success", "ref": "v1-hotfix"},
+                        "/deployments", "not a deployment: it has no id"),
+}
+
+
+def _deploy_without_its_commit(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path) -> str:
+    """`apply --tag v1-hotfix` outside the checkout while GitLab is down: the sync must ask GitLab for the commit."""
+    app_repo.git("tag", "v1-hotfix")
+    app_repo.git("push", "-q", "origin", "refs/tags/v1-hotfix")
+    publish(bed, "ingest-core", "v1-hotfix")
+    monkeypatch.chdir(tmp_path)
+    gitlab.down()
+    applied = cli("--config", config, "apply", "--env", "prod", "--app", "ingest-core", "--tag", "v1-hotfix", "--yes")
+    assert applied.code == 0, applied.stderr
+    gitlab.up()
+    return app_repo.git("rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("case", list(BAD_ANSWERS))
+def test_an_answer_that_is_not_what_was_asked_stops_the_sync_and_posts_nothing(cli, bed, app_repo, gitlab, config,
+                                                                               monkeypatch, tmp_path, case):
+    """Once GitLab answered a commit lookup with a body that was not a commit and `sha: 4242` was posted: every
+    answer is checked before use; a bad one is exit 1 naming the URL, and nothing is posted after it. The next
+    run, with GitLab answering normally again, records the deploy exactly once."""
+    import re
+
+    method, path_regex, status, body, path, said = BAD_ANSWERS[case]
+    sha = _deploy_without_its_commit(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path)
+    gitlab.answer_next(method, path_regex, status, body)
+    posted_before = len(posts(gitlab))
+
+    result = cli("--config", config, "gitlab-sync")
+
+    assert result.code == 1, result.stderr
+    url = f"{gitlab.url}/api/v4/projects/hca%2Fingest-core{path}"
+    assert f"GitLab answered {method} {url} with a body that is {said}" in result.stderr
+    assert "nothing is lost" in result.stderr and "next: GitLab, or a proxy in front of it" in result.stderr
+    answered = next(i for i, r in enumerate(gitlab.requests) if r["method"] == method and re.search(path_regex, r["path"]))
+    assert not [r for r in gitlab.requests[answered + 1:] if r["method"] in ("POST", "PUT")]
+    assert len(posts(gitlab)) - posted_before == (1 if method == "POST" else 0)  # only the POST that was answered
+    assert gitlab.deployments(PROJECT) == [] and _memory() == {}
+    assert "Traceback" not in result.stderr and TOKEN not in result.stdout + result.stderr
+
+    again = cli("--config", config, "gitlab-sync")
+    assert again.code == 0, again.stderr
+    assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, "v1-hotfix")]
+
+
+def test_apply_warns_when_gitlabs_answer_cannot_be_used_and_sync_records_it_later(cli, bed, app_repo, gitlab, config, monkeypatch):
+    """Apply's own record never fails the deploy: a deployments list answered with an HTML page becomes the
+    "not recorded in GitLab (…)" warning, nothing is posted, and `gitlab-sync` records the deploy later."""
+    monkeypatch.chdir(app_repo.checkout)
+    gitlab.answer_next("GET", r"/deployments$", 200, "<!DOCTYPE html><html><body>Sign in</body></html>")
+    tag, sha, applied = ship(cli, bed, app_repo, config, "fix behind a proxy")
+    assert applied.code == 0, applied.stderr
+    url = f"{gitlab.url}/api/v4/projects/hca%2Fingest-core/deployments"
+    assert f"ingest-core: not recorded in GitLab (GitLab answered GET {url} with a body that is not a list" in applied.stderr
+    assert "run `manual-deploy gitlab-sync` again later" in applied.stderr and TOKEN not in applied.stderr + applied.stdout
+    assert not posts(gitlab) and gitlab.deployments(PROJECT) == []
+    synced = cli("--config", config, "gitlab-sync")
+    assert synced.code == 0, synced.stderr
+    assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, tag)]

@@ -38,6 +38,8 @@ def test_a_signal_mid_rollout_leaves_prod_on_the_previous_image_and_the_lock_fre
     record = bed.audit()[-1]
     assert record["result"] == "interrupted" and record["message"].startswith(f"interrupted by {name} during upgrade+verify")
     assert f"interrupted by {name}" in run.err and "Traceback" not in run.err
+    team = {r["id"]: r for r in bed.team_records()}
+    assert team[record["id"]]["result"] == "interrupted" and team[record["id"]]["message"] == record["message"]
 
 
 def test_a_signal_while_waiting_for_a_lock_changes_nothing_and_takes_no_lock(crash_bed):
@@ -73,6 +75,8 @@ def test_after_a_sigkill_the_same_engineer_redeploys_at_once_without_flags(crash
 
     run.signal(signal.SIGKILL, group=True)
     run.finish(10)
+    [dead] = [r for r in bed.team_records() if ":bad1" in r["image"]]  # no cleanup ran: the team sees what it was doing
+    assert dead["result"] == "running" and dead["reason"] == "INC-7" and dead["old_revision"] == 1, dead
     again = bed.run(*apply_args("good2"))
 
     assert again.proc.returncode == 0, again.err

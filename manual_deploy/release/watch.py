@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from manual_deploy.durations import format_duration
+from manual_deploy.kube import error_line
 
 CHECK_EVERY_S = 1.0
 PROGRESS_EVERY_S = 9.0  # a progress line at least every 10 s
@@ -36,7 +37,7 @@ async def watch_helm(task: asyncio.Task, watch, out, label: str, lost=lambda: No
                 failure = (await asyncio.to_thread(watch.check)).failure
                 message, problem = watch.progress(), watch.unreadable()
             except Exception as exc:  # noqa: BLE001 - the check only speeds up a failure; helm's --wait still decides
-                message, problem = "waiting for helm (release unreadable)", f"cannot read the release ({why(exc)})"
+                message, problem = "waiting for helm (release unreadable)", f"cannot read the release ({error_line(exc)})"
             if problem and not unreadable:
                 out.warn(f"  {label}: {problem}; helm's own wait still applies")
             unreadable = bool(problem)
@@ -57,14 +58,6 @@ async def stop(task: asyncio.Task) -> None:
     """Cancel helm's task and wait until its process is gone."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-def why(exc: Exception) -> str:
-    """A one-line cause without the response body or headers an ApiException would print."""
-    status = getattr(exc, "status", None)
-    if status:
-        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
-    return type(exc).__name__
 
 
 def lock_lost(app: str, holder, env: str | None = None):

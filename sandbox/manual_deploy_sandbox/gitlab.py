@@ -2,14 +2,15 @@
 
 It answers like gitlabhq where such a tool depends on it (check order, status codes, error bodies, pagination
 headers, idempotent re-posts), looks SHAs and tags up with real git in the bare repository that plays GitLab's
-copy of each project (so a mirror that has not caught up is visible), and can fail, go down and come back on the
-same port. Routing and rules live in gitlab_api.py and gitlab_state.py.
+copy of each project (so a mirror that has not caught up is visible), and can fail, answer a scripted body (what
+a proxy in front of it might say), go down and come back on the same port. Routing and rules live in gitlab_api.py and gitlab_state.py.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class GitLabStandIn:
         self.requests: list[dict] = []
         self._state = GitLabState()
         self._faults: collections.deque[int] = collections.deque()
+        self._scripted: list[tuple[str, re.Pattern[str], int, Any]] = []
         self._http = BackgroundHTTPServer(DispatchHandler, self)
         self._port = 0
         self._serving = False
@@ -104,6 +106,22 @@ class GitLabStandIn:
         with self._state.lock:
             self._faults.extend(statuses)
 
+    def answer_next(self, method: str, path_regex: str, status: int, body: Any) -> None:
+        """The next `method` request whose path (as sent, e.g. `/api/v4/projects/hca%2Fingest-core/deployments`)
+        matches `path_regex` (re.search) gets `status` and `body` instead of GitLab's answer, once: what a proxy,
+        a captive portal or a broken GitLab might say. A str body goes out as an HTML page, anything else as JSON.
+        Nothing behind it runs (a POST records nothing); an injected fault_next still comes first."""
+        with self._state.lock:
+            self._scripted.append((method.upper(), re.compile(path_regex), status, body))
+
+    def _scripted_answer(self, method: str, path: str) -> tuple[int, Any] | None:
+        """Pop the first answer_next entry that matches this request (called under the state lock)."""
+        for index, (verb, pattern, status, body) in enumerate(self._scripted):
+            if verb == method and pattern.search(path):
+                del self._scripted[index]
+                return status, body
+        return None
+
     def add_ci_deployment(self, path: str, environment: str, sha: str, ref: str, status: str = "success") -> dict:
         """A deployment made by a CI job (it has a `deployable`), as the pipeline before the outage left it."""
         project = self._project(path)
@@ -152,8 +170,12 @@ class GitLabStandIn:
         with self._state.lock:
             self.requests.append({"method": handler.command, "path": parts.path, "query": query, "body": body})
             fault = self._faults.popleft() if self._faults else None
+            scripted = None if fault is not None else self._scripted_answer(handler.command, parts.path)
         if fault is not None:
             self._answer_fault(handler, fault)
+            return
+        if scripted is not None:
+            self._answer_scripted(handler, *scripted)
             return
         status, payload, headers = self._answer(handler, parts.path, query, body)
         handler.send_json(status, payload, headers)
@@ -205,6 +227,13 @@ class GitLabStandIn:
             except ValueError:
                 return {}
         return dict(parse_qsl(raw.decode(errors="replace"), keep_blank_values=True))
+
+    @staticmethod
+    def _answer_scripted(handler: QuietHandler, status: int, body: Any) -> None:
+        if isinstance(body, str):
+            handler.send_body(status, body.encode(), content_type="text/html; charset=utf-8")
+        else:
+            handler.send_json(status, body)
 
     @staticmethod
     def _answer_fault(handler: QuietHandler, status: int) -> None:
