@@ -364,7 +364,7 @@ def record_now(config: Config, entries: list[dict[str, Any]], out, team: TeamEnv
         for row in report.kept:
             kept.setdefault(row["app"], (row["reason"], _next_step(report, row["app"])))
         for row in report.busy:
-            kept.setdefault(row["app"], (f"being recorded by {row['by']}'s gitlab-sync", f"`{SYNC}` shows when it is done"))
+            kept.setdefault(row["app"], (f"being recorded by {row['by']}'s gitlab-sync", "nothing to do: that sync records it"))
     except GitLabUnreachable as exc:
         reason = exc.message
     except ManualDeployError as exc:

@@ -395,7 +395,7 @@ def test_a_claim_held_by_a_colleague_waits_and_a_stale_one_is_taken_over(cli, be
     import requests
 
     from bed import NS
-    from manual_deploy import deploy_records, gitlab_claims
+    from manual_deploy import deploy_records, gitlab_claims, gitlab_records
 
     monkeypatch.chdir(app_repo.checkout)
     gitlab.down()
@@ -421,8 +421,7 @@ def test_a_claim_held_by_a_colleague_waits_and_a_stale_one_is_taken_over(cli, be
     busy = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
     assert busy.code == 0, busy.stderr
     assert "being recorded by carol@laptop's gitlab-sync" in busy.stderr and len(busy.json()["being_recorded"]) == 1
-    status = cli("--config", config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core")
-    assert status.code == 0, status.stderr
+    assert gitlab_records.gitlab_state(team_records(bed)[0]) == "being recorded by carol@laptop"
 
     claim_by_carol(gitlab_claims.CLAIM_STALE_S + 5)
     taken = cli("--config", config, "-o", "json", "gitlab-sync", "--env", "prod")
@@ -475,6 +474,9 @@ def test_a_record_the_cluster_could_not_take_is_posted_once_from_any_machine(cli
 def test_skip_unblocks_a_stream_held_by_a_tag_that_is_no_git_ref(cli, bed, app_repo, gitlab, config, monkeypatch, tmp_path):
     """An image tagged by hand (no git tag names it) can never be posted and holds the newer deploy behind it;
     the sync says how to skip it; --skip marks it with who and why, and the next sync posts the newer one."""
+    from manual_deploy import gitlab_records
+    from manual_deploy.config import load_config
+
     publish(bed, "ingest-core", "hand-tagged-1")
     monkeypatch.chdir(tmp_path)
     gitlab.down()
@@ -513,6 +515,14 @@ def test_skip_unblocks_a_stream_held_by_a_tag_that_is_no_git_ref(cli, bed, app_r
     done = cli("--config", config, "-o", "json", "gitlab-sync")
     assert done.code == 0, done.stderr
     assert [(d["sha"], d["ref"]) for d in gitlab.deployments(PROJECT)] == [(sha, tag)]
+    records = team_records(bed)
+    by = records[0]["skipped"]["by"]
+    assert [gitlab_records.gitlab_state(r) for r in records] == [
+        f"skipped by {by}: image built by hand, no git tag", f"recorded (#{gitlab.deployments(PROJECT)[0]['iid']})"]
+    states = gitlab_records.last_deploy_states(load_config(config), {("prod", "ingest-core"): True, ("prod", "ontology"): True},
+                                               records)
+    assert states == {("prod", "ingest-core"): f"recorded (#{gitlab.deployments(PROJECT)[0]['iid']})",
+                      ("prod", "ontology"): "no team record"}
     again = cli("--config", config, "gitlab-sync", "--skip", held[:12], "--reason", "once more")
     assert again.code == 0 and "already skipped by" in again.stderr
 
