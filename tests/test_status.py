@@ -276,7 +276,7 @@ def test_helm_reads_run_concurrently(cli, tmp_path, monkeypatch):
             return await self._slow((Revision(1, "deployed", "2024-05-01T10:00:00.123456789Z", "Upgrade complete"),
                                      {"image": f"quay.io/ebi-ait/{release}:t1"}))
 
-    monkeypatch.setattr(status, "HelmDriver", SlowHelm)
+    monkeypatch.setattr(status, "driver_for", lambda *args, **kwargs: SlowHelm())
     monkeypatch.setattr(status, "live_deployments", lambda target, kube: {})
     monkeypatch.setattr(status, "expected_replicas", lambda config, envs, apps: {e: status.ConfigReading() for e in envs})
 
