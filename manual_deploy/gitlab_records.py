@@ -133,16 +133,15 @@ def gitlab_state(record: dict[str, Any] | None, memory: SyncMemory | None = None
 
 
 def last_deploy_states(config: Config, releases: dict[tuple[str, str], bool],
-                       records: list[dict[str, Any]] | None = None) -> dict[tuple[str, str], str]:
+                       records: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     """For `status`: per (env, app), whether GitLab has a record of the app's last manual deploy.
 
     `releases` says, per (env, app), whether its release was made by manual-deploy (from any machine).
-    `records`: the team's records of the envs read (cluster + this machine's queue); None: this machine's
-    audit log alone. No GitLab call, so it works while GitLab is down."""
+    `records`: the team's records of the envs read (each cluster, and this machine's queue). No GitLab
+    call, so it works while GitLab is down."""
     memory, last = SyncMemory(), {}
-    for record in audit.read() if records is None else records:
+    for record in records:
         if ManualDeploy.from_record(record, config) is not None:
             last[(record["env"], record["app"])] = record
-    missing = "not from this machine" if records is None else "no team record"
-    return {key: gitlab_state(last[key], memory) if key in last else (missing if by_us else "-")
+    return {key: gitlab_state(last[key], memory) if key in last else ("no team record" if by_us else "-")
             for key, by_us in releases.items()}

@@ -209,12 +209,14 @@ def compare(env: EnvStatus, apps: list[ResolvedApp], reading: ConfigReading) -> 
 
 
 def _add_gitlab(config: Config, envs: list[EnvStatus], out: Output) -> None:
-    """Whether GitLab knows each app's last manual deploy (gitlab_records.py: no GitLab call, so it works while GitLab is down)."""
+    """Whether GitLab knows each app's last manual deploy, by anyone on the team (gitlab_records.py: from the
+    team's records, no GitLab call, so it works while GitLab is down)."""
     from manual_deploy.gitlab_records import last_deploy_states
 
     if not config.gitlab.url:
         return
-    states = last_deploy_states(config, {(env.env, name): bool(row.deployed_by) for env in envs for name, row in env.apps.items()})
+    states = last_deploy_states(config, {(env.env, name): bool(row.deployed_by) for env in envs for name, row in env.apps.items()},
+                                [record for env in envs for record in env.records])
     for env in envs:
         for name, row in env.apps.items():
             row.gitlab = states[(env.env, name)]

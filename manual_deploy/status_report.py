@@ -88,7 +88,7 @@ class AppStatus:
     config_sha: str | None = None
     drift: list[ReportedDrift] = field(default_factory=list)
     error: str | None = None
-    gitlab: str | None = None  # whether GitLab has a record of the last deploy made from this machine
+    gitlab: str | None = None  # whether GitLab has a record of the app's last manual deploy, by anyone on the team
     lock: LockStatus | None = None  # a deploy running now, or one that died holding the lock
 
     def as_dict(self) -> dict[str, Any]:

@@ -340,6 +340,9 @@ def test_alices_deploys_are_recorded_by_bob_after_her_laptop_is_lost(cli, bed, a
     assert seen.code == 0, seen.stderr
     assert [(r["user"], r["reason"], r["ref"], r["result"]) for r in seen.json()["records"]] == [
         ("alice", "INC-1 fix upload", tag1, "deployed"), ("alice", "INC-2 fix upload again", tag2, "deployed")]
+    looked = cli("--config", config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core")
+    row = looked.json()["envs"]["prod"]["apps"]["ingest-core"]
+    assert (row["reason"], row["gitlab"]) == ("INC-2 fix upload again", "not recorded")  # Alice's, seen from Bob's machine
     synced = cli("--config", config, "-o", "json", "gitlab-sync")
     assert synced.code == 0, synced.stderr
     assert [(d["environment"]["name"], d["sha"], d["ref"], d["status"]) for d in gitlab.deployments(PROJECT)] == [
@@ -348,6 +351,8 @@ def test_alices_deploys_are_recorded_by_bob_after_her_laptop_is_lost(cli, bed, a
     assert [stored[tag]["deployment_id"] for tag in (tag1, tag2)] == [d["id"] for d in gitlab.deployments(PROJECT)]
     assert all(entry["by"].startswith("bob@") and entry["outcome"] == "recorded" for entry in stored.values())
     assert not any("claim" in r for r in team_records(bed))
+    row = cli("--config", config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core").json()["envs"]["prod"]["apps"]["ingest-core"]
+    assert row["gitlab"] == f"recorded (#{gitlab.deployments(PROJECT)[-1]['iid']})"
 
     be(monkeypatch, tmp_path, "alice")  # her new laptop: an empty state directory
     before = len(gitlab.requests)
