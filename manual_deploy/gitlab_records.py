@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from manual_deploy import audit, paths, validate
+from manual_deploy import paths, validate
 from manual_deploy.audit import record_key
 from manual_deploy.config import Config
 from manual_deploy.jsonfile import write_atomic
@@ -96,16 +96,6 @@ class SyncMemory:
     def remember(self, key: str, **info: Any) -> None:
         self.entries[key] = {**info, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         write_atomic(self.path, self.entries)
-
-
-def manual_deploys(config: Config, env: str | None = None, app: str | None = None) -> list[ManualDeploy]:
-    """Every manual deploy in the audit log GitLab should know of, oldest first."""
-    found = (ManualDeploy.from_record(r, config) for r in audit.read())
-    return [d for d in found if d and (env is None or d.env == env) and (app is None or d.app == app)]
-
-
-def pending(deploys: list[ManualDeploy], memory: SyncMemory) -> list[ManualDeploy]:
-    return [d for d in deploys if memory.get(d.key) is None]
 
 
 def gitlab_state(record: dict[str, Any] | None, memory: SyncMemory | None = None) -> str:

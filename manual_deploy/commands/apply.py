@@ -17,7 +17,8 @@ HELP = (
     "--wait, rolled back on failure) → verify (every resource of the release: a claim that cannot bind, a pod that "
     "cannot be scheduled, pull, start or get ready, a missing Secret key, a volume that cannot attach … past --grace "
     "stops helm and rolls back, naming the resource and why) → record "
-    "(audit log; and GitLab's deployment record when GitLab answers, else run `manual-deploy gitlab-sync` later). "
+    "(the team's record in the env's namespace, which every engineer's `history` reads, and this machine's audit log; "
+    "and GitLab's deployment record when GitLab answers, else anyone runs `manual-deploy gitlab-sync` later). "
     "Image and app default to what `tag` and `wait-image` recorded in this checkout."
 )
 

@@ -9,7 +9,7 @@ KUBECONFIG = typer.Option(None, "--kubeconfig", metavar="PATH", help="Kubeconfig
 KUBE_CONTEXT = typer.Option(None, "--kube-context", metavar="CTX", help="Override the env's context (warns).")
 TIMEOUT = typer.Option("10m", "--timeout", metavar="DURATION", help="helm --wait timeout.")
 GRACE = typer.Option("60s", "--grace", metavar="DURATION", help="How long a pod may fail before we stop and roll back.")
-REASON = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the release and the audit log.")
+REASON = typer.Option("", "--reason", metavar="TEXT", help="Why; recorded in the release and the team's records.")
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 BREAK_LOCK = typer.Option(False, "--break-lock", help="Take over the lock of a live run (asks; --yes skips): it stops its helm, "
                           "yours recovers the release and goes on (recorded). A dead run's lock needs no flag.")
