@@ -167,15 +167,20 @@ def app_status(app: ResolvedApp, current: Revision | None, values: dict, live: L
 
 def from_records(env: EnvStatus) -> None:
     """Who made each live revision and why, from the team's record of it, where helm's description does not say
-    (a rollback's is helm's own "Rollback to N"): any engineer's deploy, read on any machine."""
+    (a rollback's is helm's own "Rollback to N"): any engineer's deploy or rollback, or the undo of a failed one,
+    read on any machine."""
     for row in env.apps.values():
         if not row.deployed or row.deployed_by:
             continue
-        made = [r for r in env.records if r.get("app") == row.app and r.get("new_revision") == row.revision
-                and r.get("result") in ("deployed", "rolled back")]
+        made = [r for r in env.records if r.get("app") == row.app and (
+            (r.get("new_revision") == row.revision and r.get("result") in ("deployed", "rolled back"))
+            or r.get("undone_to") == row.revision)]
         if made:
-            row.deployed_by = f"{made[-1].get('user', '?')}@{made[-1].get('host', '?')}"
-            row.reason = made[-1].get("reason") or None
+            record = made[-1]
+            row.deployed_by = f"{record.get('user', '?')}@{record.get('host', '?')}"
+            row.reason = record.get("reason") or None
+            if record.get("undone_to") == row.revision:
+                row.reason = f"undo of a {record.get('result')} {record.get('command')}" + (f": {row.reason}" if row.reason else "")
 
 
 def reported(env: EnvStatus, app: ResolvedApp, row: AppStatus, found: Drift) -> ReportedDrift:

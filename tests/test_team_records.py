@@ -113,3 +113,20 @@ def test_doctor_names_a_records_object_edited_into_something_not_ours(cli, bed):
     line = next(l for l in result.stdout.splitlines() if l[2:].startswith("records prod"))
     assert line.startswith("! ") and name in line and "left alone" in line
     assert core.read_namespaced_config_map(name, NS).data[deploy_records.DATA_KEY] == json.dumps({"not": "a list"})
+
+
+def test_status_names_the_undo_of_a_failed_deploy_as_ours_not_a_strangers(cli, bed, tmp_path, monkeypatch):
+    """A failed deploy is rolled back by manual-deploy itself; helm calls that revision "Rollback to N". The team's
+    record says which revision the undo made live, so status on any machine says who and why, not "not manual-deploy"."""
+    publish(bed, "ingest-core", "rec6")
+    assert apply(cli, bed, "--app", "ingest-core", "--tag", "rec6", "--yes").code == 0
+    publish(bed, "ingest-core", "rec7")
+    bed.kube.add_failure("*:rec7*", "CrashLoopBackOff")
+    failed = apply(cli, bed, "--app", "ingest-core", "--tag", "rec7", "--yes", "--grace", "3s", "--reason", "INC-10 try rec7")
+    assert failed.code == 1, failed.stderr
+    undone = audit.read()[-1]["undone_to"]
+    monkeypatch.setenv("MANUAL_DEPLOY_STATE_DIR", str(tmp_path / "other-machine"))
+    row = cli("--config", bed.config, "-o", "json", "status", "--env", "prod", "--app", "ingest-core").json()["envs"]["prod"]["apps"]["ingest-core"]
+    assert row["revision"] == undone and row["description"].startswith("Rollback to")
+    assert row["deployed_by"] == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert row["reason"] == "undo of a failed apply: INC-10 try rec7"

@@ -265,6 +265,7 @@ class ReleaseTransaction:
             "commit": change.record.get("commit") or (audit.commit_of(change.app.name, ref) if ref else None),
             "old_revision": result.old_revision, "new_revision": result.new_revision, "result": result.result,
             "message": result.message, "timings": result.timings,
+            "undone_to": self.undoer.made_live.get(change.app.release),  # the revision the undo of a failure made live
             "lock_broken_from": lock.taken_from.identity if lock.taken_from else None,
         }
 

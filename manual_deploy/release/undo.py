@@ -27,6 +27,7 @@ class ReleaseUndo:
 
     def __init__(self, helm: Callable[[], HelmDriver], namespace: str, *, env: str, timeout_s: float, out):
         self.helm, self.namespace, self.env, self.timeout_s, self.out = helm, namespace, env, timeout_s, out
+        self.made_live: dict[str, int] = {}  # release → the revision an undo made live (the team's record names it)
 
     async def when_reachable(self, change: Change, deadline: float, blip: str):
         """The release as the cluster has it, asked again (with backoff) until the cluster answers or the
@@ -100,6 +101,7 @@ class ReleaseUndo:
         current = await helm.current(release, ns)
         old = change.old.number if change.old else None
         if self.helm_undid(change, current):
+            self.made_live[release] = current.number
             return f"rolled back: revision {current.number} is live again with {change.old_image}"  # helm's own atomic undo
         if old is None:
             await helm.uninstall(release, ns, timeout_s=120)
@@ -107,6 +109,8 @@ class ReleaseUndo:
         previous = change.undo_to or await self.last_good(release, before=old + 1) or old  # never the revision this run made
         await helm.rollback(release, ns, previous, timeout_s=min(self.timeout_s, 300))
         now = await helm.current(release, ns)
+        if now is not None:
+            self.made_live[release] = now.number
         return f"rolled back to revision {previous}: revision {now.number if now else '?'} is live again with {change.old_image}"
 
     async def last_good(self, release: str, before: int | None = None) -> int | None:
