@@ -13,6 +13,8 @@ reported and left alone: the record waits in the local queue, and the deploy goe
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,7 +25,8 @@ PREFIX = "manual-deploy-records-"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "manual-deploy")
 DATA_KEY = "records.json"
 KEEP = 200  # ~1 KiB each: far below the 1 MiB object limit
-WRITE_ATTEMPTS = 8  # conflicting writers: each retry reads the newest version first
+WRITE_ATTEMPTS = 12  # conflicting writers: each retry reads the newest version first
+CONFLICT_PAUSE_S = 0.05  # times the attempt, jittered: writers that collided do not collide again in lockstep
 TEAM_FIELDS = ("gitlab", "skipped", "claim")  # written by gitlab-sync on any machine: a re-push never drops them
 RUNNING = "running"  # the result of a record whose run has not ended (yet, or ever: it died)
 
@@ -106,7 +109,7 @@ def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool])
     conditionally; on a conflict read the newest version and apply the change again."""
     from manual_deploy.readiness.api import ReadError
 
-    for _ in range(WRITE_ATTEMPTS):
+    for attempt in range(WRITE_ATTEMPTS):
         book = read_book(kube, namespace, app)
         if not change(book):
             return book
@@ -117,6 +120,7 @@ def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool])
         except ReadError as exc:
             if exc.status != 409:  # 409: someone wrote (or created) it since we read it
                 raise
+        time.sleep(random.uniform(0, CONFLICT_PAUSE_S * (attempt + 1)))
     raise OperationFailed(f"the records of {app} in {namespace} changed under every one of {WRITE_ATTEMPTS} writes")
 
 

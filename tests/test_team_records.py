@@ -130,3 +130,26 @@ def test_status_names_the_undo_of_a_failed_deploy_as_ours_not_a_strangers(cli, b
     assert row["revision"] == undone and row["description"].startswith("Rollback to")
     assert row["deployed_by"] == f"{getpass.getuser()}@{socket.gethostname()}"
     assert row["reason"] == "undo of a failed apply: INC-10 try rec7"
+
+
+def test_writers_at_the_same_moment_lose_nothing_and_the_newest_200_are_kept(bed):
+    """Four writers, 55 records each, at once on one app's ConfigMap: every write is conditional on the
+    resourceVersion it read (the emulator answers a stale one with 409, as an apiserver does), so none is lost;
+    past KEEP the oldest go."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, core, _ = bed.apps_api()
+    kube = core.api_client
+    app = "ingest-exporter"
+
+    def writer(n: int) -> None:
+        for i in range(55):
+            deploy_records.upsert(kube, NS, {"id": f"w{n}-{i:03d}", "at": f"2026-01-01T00:{i:02d}:{n:02d}+00:00", "app": app,
+                                             "env": "prod", "result": "deployed"})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))
+    kept = cluster_records(bed, app)
+    assert len(kept) == deploy_records.KEEP == 200
+    written = sorted((f"2026-01-01T00:{i:02d}:{n:02d}+00:00", f"w{n}-{i:03d}") for n in range(4) for i in range(55))
+    assert [r["id"] for r in kept] == [rid for _, rid in written[-200:]]  # oldest first, the 20 oldest gone
