@@ -48,9 +48,10 @@ def _env_records(config: Config, env: str, kubeconfig: str | None, out: Output) 
     try:
         target = resolve_target(config, env, kubeconfig=kubeconfig)
         kube, namespace = api_client(target), target.namespace
-    except Exception as exc:  # noqa: BLE001 - no context, no credentials: this machine's queue is what there is
-        out.warn(f"{env}: the team's records not read ({exc.message if isinstance(exc, ManualDeployError) else error_line(exc)}); "
-                 "showing this machine's queue only")
+    except Exception as exc:  # noqa: BLE001 - no context, no credentials: this machine's log is what there is
+        why = exc.message if isinstance(exc, ManualDeployError) else error_line(exc)
+        out.warn(f"{env}: the team's records not read ({why}); showing this machine's records of it only "
+                 f"(`manual-deploy doctor --env {env}` says what is missing)")
         kube, namespace = None, config.environment(env).namespace
     records, problems = record_queue.team_records(kube, namespace, env)
     for line in problems:
