@@ -72,6 +72,19 @@ def outcome_of(record: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _blocked(record: dict[str, Any] | None) -> ClaimAnswer | None:
+    """Why nobody may claim or skip `record` now (gone, settled, or freshly claimed by someone else); None: free."""
+    if record is None:
+        return ClaimAnswer(gone=True)
+    settled = outcome_of(record)
+    if settled is not None:
+        return ClaimAnswer(settled=settled)
+    held = fresh_claim(record)
+    if held is not None:
+        return ClaimAnswer(holder=str(held.get("by") or "?"))
+    return None
+
+
 def claim(kube, namespace: str, app: str, record_id: str) -> ClaimAnswer:
     """Claim the record for this process, unless it is settled or freshly claimed by someone else.
 
@@ -81,16 +94,9 @@ def claim(kube, namespace: str, app: str, record_id: str) -> ClaimAnswer:
     def change(book: deploy_records.RecordBook) -> bool:
         nonlocal answer
         record = book.find(record_id)
-        if record is None:
-            answer = ClaimAnswer(gone=True)
-            return False
-        settled = outcome_of(record)
-        if settled is not None:
-            answer = ClaimAnswer(settled=settled)
-            return False
-        held = fresh_claim(record)
-        if held is not None:
-            answer = ClaimAnswer(holder=str(held.get("by") or "?"))
+        blocked = _blocked(record)
+        if blocked is not None:
+            answer = blocked
             return False
         old = record.get("claim")
         stale = str(old.get("by") or "?") if isinstance(old, dict) and not _ours(record) else None
@@ -142,12 +148,9 @@ def skip(kube, namespace: str, app: str, record_id: str, skipped: dict[str, Any]
     def change(book: deploy_records.RecordBook) -> bool:
         nonlocal answer
         record = book.find(record_id)
-        if record is None:
-            answer = ClaimAnswer(gone=True)
-            return False
-        settled, held = outcome_of(record), fresh_claim(record)
-        if settled is not None or held is not None:
-            answer = ClaimAnswer(settled=settled, holder=str(held.get("by")) if held else None)
+        blocked = _blocked(record)
+        if blocked is not None:
+            answer = blocked
             return False
         record["skipped"] = skipped
         record.pop("claim", None)
