@@ -199,7 +199,7 @@ class ReleaseTransaction:
             return result
         phases = Phases(self.out, prefix=f"[{name}] ", on_start=lambda phase: self.locks.phase(name, phase))
         lock = self.locks.get(name)
-        begun = audit.stamp(self._entry(change, result, lock))
+        begun = audit.stamp(self._entry(change, result, lock, self._commit_of(change)))
         started = self.team_log.start(begun)
         try:
             for step_name, step in change.before:
@@ -226,7 +226,7 @@ class ReleaseTransaction:
         finally:
             await asyncio.to_thread(lock.release)
             result.timings = {**self.phases.timings, **phases.timings}
-            line = audit.record({**self._entry(change, result, lock), "id": begun["id"], "started": begun["at"]})
+            line = audit.record({**self._entry(change, result, lock, begun["commit"]), "id": begun["id"], "started": begun["at"]})
             self.audited.append(line)
             await self.team_log.finish(line, started)
         return result
@@ -255,14 +255,20 @@ class ReleaseTransaction:
     async def read_retrying(self, read: Callable[[], Awaitable[Any]], what: str, **kwargs):
         return await self.undoer.read_retrying(read, what, **kwargs)
 
-    def _entry(self, change: Change, result: AppResult, lock) -> dict[str, Any]:
-        """One app's record: what changed and, for GitLab's deployment record, which commit and tag it was."""
+    @staticmethod
+    def _commit_of(change: Change) -> str | None:
+        """The app commit's full SHA GitLab needs: the plan's, else the one an earlier record gave its git tag
+        (a read of the whole audit log: done once per app, for the "running" record, and kept for the final one)."""
         ref = change.record.get("ref")
+        return change.record.get("commit") or (audit.commit_of(change.app.name, ref) if ref else None)
+
+    def _entry(self, change: Change, result: AppResult, lock, commit: str | None) -> dict[str, Any]:
+        """One app's record: what changed and, for GitLab's deployment record, which commit and tag it was."""
         return {
             "command": self.guard.command, "reason": self.guard.reason, "env": self.guard.env,
             "context": self.target.context, "namespace": self.target.namespace, "app": change.app.name,
             "image": change.image_ref, "gitlab_project": change.app.gitlab_project, **change.record,
-            "commit": change.record.get("commit") or (audit.commit_of(change.app.name, ref) if ref else None),
+            "commit": commit,
             "old_revision": result.old_revision, "new_revision": result.new_revision, "result": result.result,
             "message": result.message, "timings": result.timings,
             "undone_to": self.undoer.made_live.get(change.app.release),  # the revision the undo of a failure made live
@@ -280,7 +286,7 @@ class ReleaseTransaction:
 
     def _team(self):
         """The env's records as GitLab's step reads and claims them: the cluster this run reached, if it still does."""
-        from manual_deploy.gitlab_ledger import TeamEnv
+        from manual_deploy.record_queue import TeamEnv
 
         try:
             kube = self.kube_client()
