@@ -35,6 +35,11 @@ class RecordsNotOurs(OperationFailed):
     """The records ConfigMap exists but is not what we write: left alone, never overwritten."""
 
 
+def oldest_first(records) -> list[dict[str, Any]]:
+    """Records in the order they were written (`at` is always audit.stamp's UTC ISO form, so text order is time order)."""
+    return sorted(records, key=lambda r: str(r.get("at") or ""))
+
+
 def configmap_name(app: str) -> str:
     return f"{PREFIX}{app}"
 
@@ -101,7 +106,7 @@ def read_namespace(kube, namespace: str) -> tuple[list[dict[str, Any]], list[str
             records += _records_of(obj, namespace)
         except RecordsNotOurs as exc:
             problems.append(exc.message)
-    return sorted(records, key=lambda r: str(r.get("at") or "")), problems
+    return oldest_first(records), problems
 
 
 def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool]) -> RecordBook:
@@ -170,8 +175,7 @@ def upsert(kube, namespace: str, record: dict[str, Any]) -> None:
         new = merged(old, record)
         if new == old:
             return False
-        book.records = [r for r in book.records if r.get("id") != record["id"]] + [new]
-        book.records.sort(key=lambda r: str(r.get("at") or ""))
+        book.records = oldest_first([r for r in book.records if r.get("id") != record["id"]] + [new])
         return True
 
     update(kube, namespace, str(record["app"]), put)

@@ -10,36 +10,21 @@ without the outcome this machine's memory holds gets it written: the team never 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from manual_deploy import gitlab_claims, record_queue
+from manual_deploy import deploy_records, gitlab_claims, record_queue
 from manual_deploy.config import Config
-from manual_deploy.errors import ManualDeployError
 from manual_deploy.gitlab_claims import ClaimAnswer
 from manual_deploy.gitlab_records import SYNC, ManualDeploy, SyncMemory
-
-
-@dataclass(frozen=True)
-class TeamEnv:
-    """One env's records as the sync reaches them: `kube` None when its cluster could not be reached."""
-
-    env: str
-    namespace: str
-    kube: Any = None
+from manual_deploy.record_queue import TeamEnv
 
 
 def connect(config: Config, env: str, kubeconfig: str | None, out) -> TeamEnv:
     """The env's API client (as `status` and `history` connect); a warning and the local queue when none."""
-    from manual_deploy.kube import api_client, error_line, resolve_target
-
-    try:
-        target = resolve_target(config, env, kubeconfig=kubeconfig)
-        return TeamEnv(env, target.namespace, api_client(target))
-    except Exception as exc:  # noqa: BLE001 - no context, no credentials: this machine's queue is what there is
-        why = exc.message if isinstance(exc, ManualDeployError) else error_line(exc)
+    team, why = record_queue.reach(config, env, kubeconfig)
+    if why is not None:
         out.warn(f"{env}: cluster not reached ({why}); {_LOCAL_ONLY.format(env=env)}")
-        return TeamEnv(env, config.environment(env).namespace)
+    return team
 
 
 _LOCAL_ONLY = ("only this machine's queued records of {env} can be recorded now (its own memory keeps what is posted); "
@@ -89,7 +74,7 @@ class Ledger:
 
     def deploys(self, config: Config, env: str | None = None, app: str | None = None) -> list[ManualDeploy]:
         """The records GitLab should know of, oldest first (a "running" one is not: its run has not ended)."""
-        found = (ManualDeploy.from_record(r, config) for r in sorted(self.records.values(), key=lambda r: str(r.get("at") or "")))
+        found = (ManualDeploy.from_record(r, config) for r in deploy_records.oldest_first(self.records.values()))
         return [d for d in found if d and (env is None or d.env == env) and (app is None or d.app == app)]
 
     def pending(self, deploys: list[ManualDeploy]) -> list[ManualDeploy]:

@@ -23,7 +23,8 @@ from manual_deploy.errors import ManualDeployError, OperationFailed, Refused
 from manual_deploy.gitlab import (TIMEOUT, TOKEN_ENV, TOKEN_HINT, GitLabAnswerInvalid, GitLabClient, GitLabRefused, GitLabRejected,
                                   GitLabUnreachable, project_id)
 from manual_deploy.gitlab_claims import ClaimAnswer
-from manual_deploy.gitlab_ledger import Ledger, TeamEnv
+from manual_deploy.gitlab_ledger import Ledger
+from manual_deploy.record_queue import TeamEnv
 from manual_deploy.gitlab_records import CLOCK_SLACK, SYNC, ManualDeploy
 from manual_deploy.timestamps import parse_time
 

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from manual_deploy import record_queue
+from manual_deploy import deploy_records, record_queue
 from manual_deploy.config import Config
 from manual_deploy.console import Output
 from manual_deploy.errors import ManualDeployError, UsageError
 from manual_deploy.helm import driver_for, helm_error
-from manual_deploy.kube import api_client, error_line, resolve_target
+from manual_deploy.kube import resolve_target
 from manual_deploy.release import description
 from manual_deploy.status import HELM_READ_TIMEOUT_S
 from manual_deploy.timestamps import iso, parse_time
@@ -40,20 +40,15 @@ def team_records(config: Config, request: HistoryRequest, out: Output) -> list[d
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:
         found = [r for rows in pool.map(lambda env: _env_records(config, env, request.kubeconfig, out), envs) for r in rows]
     found = [r for r in found if request.app is None or r.get("app") == request.app]
-    found.sort(key=lambda r: str(r.get("at") or ""))
-    return found[-request.limit:]
+    return deploy_records.oldest_first(found)[-request.limit:]
 
 
 def _env_records(config: Config, env: str, kubeconfig: str | None, out: Output) -> list[dict[str, Any]]:
-    try:
-        target = resolve_target(config, env, kubeconfig=kubeconfig)
-        kube, namespace = api_client(target), target.namespace
-    except Exception as exc:  # noqa: BLE001 - no context, no credentials: this machine's log is what there is
-        why = exc.message if isinstance(exc, ManualDeployError) else error_line(exc)
+    team, why = record_queue.reach(config, env, kubeconfig)
+    if why is not None:
         out.warn(f"{env}: the team's records not read ({why}); showing this machine's records of it only "
                  f"(`manual-deploy doctor --env {env}` says what is missing)")
-        kube, namespace = None, config.environment(env).namespace
-    records, problems = record_queue.team_records(kube, namespace, env)
+    records, problems = record_queue.team_records(team.kube, team.namespace, env)
     for line in problems:
         out.warn(f"{env}: {line}")
     return records

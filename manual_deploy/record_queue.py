@@ -36,38 +36,73 @@ def mark_pushed(*ids: str) -> None:
     write_atomic(_pushed_path(), sorted(pushed_ids() | set(ids)))
 
 
-def queued(env: str) -> list[dict[str, Any]]:
-    """This machine's records of `env` the cluster has not acknowledged, oldest first, each with its id."""
+def local_records(env: str) -> list[dict[str, Any]]:
+    """This machine's records of `env`, oldest first, each with its id; those the cluster has not
+    acknowledged are marked "queued" (a mark that never goes into the cluster)."""
     done = pushed_ids()
     found = []
     for record in audit.read():
-        key = audit.record_key(record)
-        if record.get("env") == env and record.get("app") and key not in done:
-            found.append({**record, "id": key})
+        if record.get("env") == env and record.get("app"):
+            key = audit.record_key(record)
+            found.append({**record, "id": key} if key in done else {**record, "id": key, "queued": True})
     return found
 
 
+def queued(env: str) -> list[dict[str, Any]]:
+    """This machine's records of `env` the cluster has not acknowledged, oldest first, each with its id."""
+    return [r for r in local_records(env) if r.get("queued")]
+
+
 def push(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[str]:
-    """Push the env's queue into its cluster; returns a line per record left queued and why.
+    """Push the env's queue into its cluster; returns a line per record left queued and why."""
+    return _push(kube, namespace, env, queued(env), extra)[1]
+
+
+def _push(kube, namespace: str, env: str, waiting: list[dict[str, Any]],
+          extra: Callable[[dict[str, Any]], dict[str, Any]] | None) -> tuple[set[str], list[str]]:
+    """Push `waiting` (queued records of `env`); the ids the cluster now holds, and a line per record left queued.
 
     `extra` adds what this machine alone knew about a record (a GitLab id stored while the cluster
     was away). A transport failure stops the push (the rest waits for the next command)."""
     from manual_deploy.kube import error_line
 
     left, done = [], []
-    for record in queued(env):
+    for record in waiting:
+        shared = {k: v for k, v in record.items() if k != "queued"}
         try:
-            deploy_records.upsert(kube, namespace, {**record, **(extra(record) if extra else {})})
+            deploy_records.upsert(kube, namespace, {**shared, **(extra(shared) if extra else {})})
         except deploy_records.RecordsNotOurs as exc:
             left.append(f"{record['app']} record {record['id'][:12]} kept in the local queue: {exc.message}")
             continue
         except Exception as exc:  # noqa: BLE001 - unreachable, refused: every record waits for the next command
-            left.append(f"{len(queued(env)) - len(done)} record(s) of {env} kept in the local queue ({error_line(exc)})")
+            left.append(f"{len(waiting) - len(done)} record(s) of {env} kept in the local queue ({error_line(exc)})")
             break
         done.append(record["id"])
     if done:
         mark_pushed(*done)
-    return left
+    return set(done), left
+
+
+@dataclass(frozen=True)
+class TeamEnv:
+    """One env's records as a command reaches them: `kube` None when its cluster could not be reached."""
+
+    env: str
+    namespace: str
+    kube: Any = None
+
+
+def reach(config, env: str, kubeconfig: str | None) -> tuple[TeamEnv, str | None]:
+    """The env's API client, or none and why (no context, no credentials): then this machine's records are
+    what there is, and the caller says so in its own words."""
+    from manual_deploy.errors import ManualDeployError
+    from manual_deploy.kube import api_client, error_line, resolve_target
+
+    try:
+        target = resolve_target(config, env, kubeconfig=kubeconfig)
+        return TeamEnv(env, target.namespace, api_client(target)), None
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the local records
+        return TeamEnv(env, config.environment(env).namespace), exc.message if isinstance(exc, ManualDeployError) else error_line(exc)
 
 
 def team_records(kube, namespace: str, env: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -90,11 +125,14 @@ class TeamRecords:
 
 
 def read_team(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> TeamRecords:
-    """`team_records`, saying whether the cluster was read; `extra` as for `push`."""
+    """`team_records`, saying whether the cluster was read; `extra` as for `push`. The local log is read once."""
     problems: list[str] = []
+    local = local_records(env)
     cluster = None
     if kube is not None:
-        problems += push(kube, namespace, env, extra=extra)
+        pushed, left = _push(kube, namespace, env, [r for r in local if r.get("queued")], extra)
+        problems += left
+        local = [{k: v for k, v in r.items() if k != "queued"} if r["id"] in pushed else r for r in local]
         try:
             cluster, broken = deploy_records.read_namespace(kube, namespace)
             problems += broken
@@ -102,11 +140,8 @@ def read_team(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]
             from manual_deploy.kube import error_line
 
             problems.append(f"the team's records not read ({error_line(exc)}); showing this machine's only")
-    done = pushed_ids()
-    local = [{**r, "id": audit.record_key(r)} for r in audit.read() if r.get("env") == env and r.get("app")]
-    local = [{**r, "queued": True} if r["id"] not in done else r for r in local]
     if cluster is None:
         return TeamRecords(local, problems, cluster_read=False)
     known = {r["id"] for r in cluster}
     found = cluster + [r for r in local if r.get("queued") and r["id"] not in known]
-    return TeamRecords(sorted(found, key=lambda r: str(r.get("at") or "")), problems, cluster_read=True)
+    return TeamRecords(deploy_records.oldest_first(found), problems, cluster_read=True)
