@@ -19,7 +19,7 @@ from manual_deploy.config import Config, ResolvedApp
 from manual_deploy.config_replicas import ConfigReading, expected_replicas
 from manual_deploy.console import Output
 from manual_deploy.drift import find_drift
-from manual_deploy.errors import OperationFailed, Refused
+from manual_deploy.errors import OperationFailed
 from manual_deploy.helm import HelmDriver, Revision, driver_for, find_helm, helm_error
 from manual_deploy.kube import Target, api_client, api_message, error_line, is_refusal, refusal, resolve_target
 from manual_deploy.live_deployment import LiveDeployment, list_deployments
