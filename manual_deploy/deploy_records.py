@@ -123,7 +123,7 @@ def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool])
             _write(kube, namespace, book)
             return book
         except ReadError as exc:
-            if exc.status != 409:  # 409: someone wrote (or created) it since we read it
+            if exc.status not in (404, 409):  # someone wrote, created (409) or deleted (404) it since we read it
                 raise
         time.sleep(random.uniform(0, CONFLICT_PAUSE_S * (attempt + 1)))
     raise OperationFailed(f"the records of {app} in {namespace} changed under every one of {WRITE_ATTEMPTS} writes")

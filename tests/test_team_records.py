@@ -153,3 +153,23 @@ def test_writers_at_the_same_moment_lose_nothing_and_the_newest_200_are_kept(bed
     assert len(kept) == deploy_records.KEEP == 200
     written = sorted((f"2026-01-01T00:{i:02d}:{n:02d}+00:00", f"w{n}-{i:03d}") for n in range(4) for i in range(55))
     assert [r["id"] for r in kept] == [rid for _, rid in written[-200:]]  # oldest first, the 20 oldest gone
+
+
+def test_a_records_object_deleted_between_read_and_write_is_written_again(bed):
+    """Deleting a broken records ConfigMap is what doctor advises; a writer that read it just before gets 404 on
+    its conditional PUT (the apiserver never creates on update), reads again and creates it."""
+    _, core, _ = bed.apps_api()
+    kube, app = core.api_client, "ontology"
+    name = deploy_records.configmap_name(app)
+    deploy_records.upsert(kube, NS, {"id": "first", "at": "2026-01-01T00:00:00+00:00", "app": app, "result": "deployed"})
+    deleted = []
+
+    def change(book: deploy_records.RecordBook) -> bool:
+        if not deleted:
+            core.delete_namespaced_config_map(name, NS)
+            deleted.append(book.resource_version)
+        book.records.append({"id": "second", "at": "2026-01-02T00:00:00+00:00", "app": app, "result": "deployed"})
+        return True
+
+    deploy_records.update(kube, NS, app, change)
+    assert deleted and [r["id"] for r in cluster_records(bed, app)] == ["second"]
