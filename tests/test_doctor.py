@@ -397,6 +397,7 @@ def test_gitlab_token_is_checked_when_gitlab_is_configured_and_never_shown(cli, 
     """The GitLab record comes after the outage, so a missing GITLAB_TOKEN warns and does not fail."""
     from bed import write_bed_config
 
+    monkeypatch.delenv("GITLAB_TOKEN", raising=False)  # an engineer's own shell may export one
     config = write_bed_config(tmp_path / "gl.yaml", registry_url=bed.registry.url, deploy_url=bed.deploy_repo.url,
                               helm=bed.helm, gitlab_url="https://gitlab.example.org")
     missing = cli("--config", config, "-o", "json", "doctor", "--env", "prod")
