@@ -256,6 +256,13 @@ def lock_asked(bed, after: int) -> bool:
     return any(r["method"] == "POST" and r["path"].endswith("/leases") for r in bed.requests()[after:])
 
 
+def lock_taken(bed, after: int) -> bool:
+    """The run holds its lock: helm read its release storage (Secrets) after the Lease create. The journal logs
+    a request when it arrives, so the create alone does not prove the run was answered."""
+    asked = [i for i, r in enumerate(bed.requests()[after:]) if r["method"] == "POST" and r["path"].endswith("/leases")]
+    return bool(asked) and any("/secrets" in r["path"] for r in bed.requests()[after + asked[0] + 1:])
+
+
 def assert_back_on(bed, image: str) -> None:
     assert bed.history()[-1]["status"] == "deployed", bed.history()
     assert bed.running_image() == image

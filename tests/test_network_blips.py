@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from crashbed import apply_args, assert_back_on, live_release, lock_asked
+from crashbed import apply_args, assert_back_on, live_release, lock_taken
 from helpers import wait_until
 
 
@@ -19,7 +19,7 @@ def test_the_api_frozen_for_25_s_right_after_the_lock_is_taken_still_deploys(cra
 
     seen = len(bed.requests())
     run = bed.start(*apply_args("good2"))
-    wait_until(lambda: lock_asked(bed, after=seen), 30, "the lock to be taken")
+    wait_until(lambda: lock_taken(bed, after=seen), 30, "the lock to be taken")
     with bed.frozen(25):
         pass
 
