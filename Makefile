@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: test demo bench venv system-deps tools clean
 
 # Three workers, one test file each at a time (module fixtures stay per file): most tests wait on helm,
-# the registry or the emulator, not on the CPU, so 2 cores run 3 files side by side (≈ 3 min, not 8).
+# the registry or the emulator, not on the CPU, so 2 cores run 3 files side by side (about 8 min in all).
 PYTEST_WORKERS ?= 3
 
 test: system-deps venv tools ## install everything, then run the test suite
