@@ -48,6 +48,11 @@ def local_records(env: str) -> list[dict[str, Any]]:
     return found
 
 
+def _unqueued(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the cluster holds it: without this machine's "queued" mark."""
+    return {k: v for k, v in record.items() if k != "queued"}
+
+
 def queued(env: str) -> list[dict[str, Any]]:
     """This machine's records of `env` the cluster has not acknowledged, oldest first, each with its id."""
     return [r for r in local_records(env) if r.get("queued")]
@@ -68,7 +73,7 @@ def _push(kube, namespace: str, env: str, waiting: list[dict[str, Any]],
 
     left, done = [], []
     for record in waiting:
-        shared = {k: v for k, v in record.items() if k != "queued"}
+        shared = _unqueued(record)
         try:
             deploy_records.upsert(kube, namespace, {**shared, **(extra(shared) if extra else {})})
         except deploy_records.RecordsNotOurs as exc:
@@ -132,7 +137,7 @@ def read_team(kube, namespace: str, env: str, *, extra: Callable[[dict[str, Any]
     if kube is not None:
         pushed, left = _push(kube, namespace, env, [r for r in local if r.get("queued")], extra)
         problems += left
-        local = [{k: v for k, v in r.items() if k != "queued"} if r["id"] in pushed else r for r in local]
+        local = [_unqueued(r) if r["id"] in pushed else r for r in local]
         try:
             cluster, broken = deploy_records.read_namespace(kube, namespace)
             problems += broken
