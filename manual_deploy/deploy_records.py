@@ -123,10 +123,16 @@ def update(kube, namespace: str, app: str, change: Callable[[RecordBook], bool])
             _write(kube, namespace, book)
             return book
         except ReadError as exc:
-            if exc.status not in (404, 409):  # someone wrote, created (409) or deleted (404) it since we read it
+            if not _raced(exc, book):
                 raise
         time.sleep(random.uniform(0, CONFLICT_PAUSE_S * (attempt + 1)))
     raise OperationFailed(f"the records of {app} in {namespace} changed under every one of {WRITE_ATTEMPTS} writes")
+
+
+def _raced(exc, book: RecordBook) -> bool:
+    """Someone wrote or created it since we read it (409), or deleted it under our PUT (404). A 404 on the
+    create is the namespace missing: no reading again mends that."""
+    return exc.status == 409 or (exc.status == 404 and book.resource_version is not None)
 
 
 def _write(kube, namespace: str, book: RecordBook) -> None:

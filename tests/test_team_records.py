@@ -8,6 +8,8 @@ import json
 import shutil
 import socket
 
+import pytest
+
 from bed import NS, apply, publish
 from manual_deploy import audit, deploy_records, record_queue
 
@@ -173,3 +175,21 @@ def test_a_records_object_deleted_between_read_and_write_is_written_again(bed):
 
     deploy_records.update(kube, NS, app, change)
     assert deleted and [r["id"] for r in cluster_records(bed, app)] == ["second"]
+
+
+def test_a_records_write_into_a_namespace_that_is_not_there_fails_at_once(bed):
+    """A 404 on the create is the namespace missing (the apiserver's "namespaces … not found"), not a colleague's
+    delete: it is said as it is, after one write, not retried for seconds and then blamed on other writers."""
+    from manual_deploy.readiness.api import ReadError
+
+    _, core, _ = bed.apps_api()
+    calls = []
+
+    def change(book: deploy_records.RecordBook) -> bool:
+        calls.append(book.resource_version)
+        book.records.append({"id": "lost", "at": "2026-01-01T00:00:00+00:00", "app": "ontology", "result": "deployed"})
+        return True
+
+    with pytest.raises(ReadError) as failed:
+        deploy_records.update(core.api_client, "no-such-environment", "ontology", change)
+    assert failed.value.status == 404 and calls == [None]
