@@ -106,13 +106,15 @@ class CrashBed:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
+        from manual_deploy import deploy_records
+
         try:
-            found = client.CoreV1Api(self.api()).read_namespaced_config_map(f"manual-deploy-records-{app}", NS)
+            found = client.CoreV1Api(self.api()).read_namespaced_config_map(deploy_records.configmap_name(app), NS)
         except ApiException as exc:
             if exc.status == 404:
                 return []
             raise
-        return json.loads(found.data["records.json"])
+        return json.loads(found.data[deploy_records.DATA_KEY])
 
     def leases(self) -> list:
         from kubernetes import client
